@@ -5,18 +5,66 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from streams import __version__
+from streams.clock import parse_instant
+from streams.errors import SegmenterError
+from streams.rules.problems import RuleError
+
+DEFAULT_RULES = "rules"
+
+
+def _instant(text: str) -> int:
+    try:
+        return parse_instant(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time with an offset: {exc}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="segmenter",
-        description="Real-time customer segmentation on Kafka.",
-    )
+    parser = argparse.ArgumentParser(prog="segmenter", description="Real-time customer segmentation on Kafka.")
     parser.add_argument("--version", action="version", version=f"segmenter {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    replay = commands.add_parser("replay", help="run the engine offline over a JSONL file of events",
+                                 description="Replay events from a JSONL file (or - for stdin) through the "
+                                 "rules; print segment changes as JSON lines on stdout, bad events and a "
+                                 "summary on stderr.")
+    replay.add_argument("file", help="JSONL file of events, or - for standard input")
+    replay.add_argument("--rules", default=DEFAULT_RULES, metavar="DIR", help="rules folder (default: rules)")
+    replay.add_argument("--until", type=_instant, metavar="TS",
+                        help="move the clock to this time at the end, firing the deadlines due by then")
+    replay.set_defaults(run=_replay)
+
+    rules = commands.add_parser("rules", help="work with rule files")
+    rules_commands = rules.add_subparsers(dest="rules_command", metavar="SUBCOMMAND", required=True)
+    validate = rules_commands.add_parser("validate", help="check rule files; list every problem")
+    validate.add_argument("dir", nargs="?", default=DEFAULT_RULES, help="rules folder (default: rules)")
+    validate.set_defaults(run=_validate)
     return parser
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from streams.replay import replay_file
+    from streams.rules.load import load_pack
+
+    pack = load_pack(args.rules)
+    if args.file != "-" and not Path(args.file).is_file():
+        print(f"segmenter replay: no such file: {args.file}", file=sys.stderr)
+        return 2
+    replay_file(pack, args.file, until=args.until)
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from streams.rules.load import load_pack
+
+    pack = load_pack(args.dir)
+    print(f"{args.dir}: {len(pack.rules)} segments and {len(pack.windows)} windows in use, all valid")
+    for rule in pack.rules:
+        print(f"  {rule.name} v{rule.version} ({rule.file})")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -25,7 +73,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    return 0
+    try:
+        code: int = args.run(args)
+    except RuleError as error:
+        print(error, file=sys.stderr)
+        return 1
+    except SegmenterError as error:
+        print(f"segmenter: {error}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        return 0
+    return code
 
 
 if __name__ == "__main__":

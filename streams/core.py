@@ -1,0 +1,321 @@
+"""The segmentation core: one customer's state, one event or instant, the rule pack -> changes.
+
+Nothing here knows of Kafka, files or other customers: the streaming worker and
+``segmenter replay`` drive these same functions (through :mod:`streams.engine`), which is
+why they give the same output for the same input.
+
+State is mutated in place (it is the hot path); each function returns the segment changes
+the step caused, in rule-pack order, and leaves ``state.deadline`` at the next instant at
+which time alone could change a membership.
+
+Time (SPEC §3): the customer's ``now`` is the latest of its applied event times and fired
+deadlines. A late event still counts at its own time, but a change it causes is stamped with
+``now``, never earlier; ``last_*`` times keep their latest value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from streams import windows
+from streams.changes import Consent, SegmentChange, make
+from streams.clock import Instant, format_instant
+from streams.events import Envelope
+from streams.fields import TIME
+from streams.rules.pack import Rule, RulePack
+from streams.state import CustomerState
+
+SEEN_MAX = 16
+"""Event ids remembered per customer to drop exact duplicates (redeliveries arrive close together)."""
+
+
+def event_hash(event_id: str) -> int:
+    return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "big")
+
+
+def seen_before(state: CustomerState, event_id: str) -> bool:
+    """True for an event id this customer already applied; otherwise remember it."""
+    h = event_hash(event_id)
+    seen = state.seen
+    if h in seen:
+        return True
+    seen.append(h)
+    if len(seen) > SEEN_MAX:
+        del seen[0]
+    return False
+
+
+# --- applying an event -----------------------------------------------------------------------
+
+
+def apply_event(pack: RulePack, key: str, state: CustomerState, event: Envelope, tag: str, ts: Instant,
+                *, evaluate_all: bool = False) -> list[SegmentChange]:
+    """Apply one event at time ``ts``; the customer's due deadlines before ``ts`` have fired."""
+    now = state.clock if state.clock > ts else ts
+    state.clock = now
+    _update_common(state, event, ts)
+    update = _UPDATES.get(tag)
+    if update is not None:
+        update(state, event, ts)
+    for window in pack.windows_for_type.get(tag, ()):
+        value = window.value_of(event)
+        if value is not None:
+            entries = state.windows.get(window.name)
+            if entries is None:
+                entries = state.windows[window.name] = []
+            windows.add(entries, ts, value, now, window.length, windows.COMBINE[window.aggregate])
+            if not entries:
+                del state.windows[window.name]
+    if not state.identified:
+        return []
+    due = state.deadline is not None and state.deadline <= now
+    if evaluate_all:
+        rules: Iterable[Rule] = pack.rules
+    elif due:
+        rules = pack.due_rules_for_type.get(tag, pack.timed_rules)
+    else:
+        rules = pack.rules_for_type.get(tag, ())
+    changes: list[SegmentChange] = []
+    _evaluate(pack, key, state, rules, now, changes)
+    if evaluate_all or due:
+        state.deadline = _next_deadline(pack.timed_rules, state, None)
+    else:
+        keep = state.deadline if state.deadline is not None and state.deadline > now else None
+        state.deadline = _next_deadline((r for r in rules if r.timed), state, keep)
+    return changes
+
+
+def fire(pack: RulePack, key: str, state: CustomerState, at: Instant) -> list[SegmentChange]:
+    """Time reached ``at``, one of this customer's deadlines: re-evaluate what time can change."""
+    if at > state.clock:
+        state.clock = at
+    now = state.clock
+    for window in pack.windows.values():
+        entries = state.windows.get(window.name)
+        if entries is not None:
+            windows.prune(entries, now, window.length)
+            if not entries:
+                del state.windows[window.name]
+    changes: list[SegmentChange] = []
+    _evaluate(pack, key, state, pack.timed_rules, now, changes)
+    state.deadline = _next_deadline(pack.timed_rules, state, None)
+    return changes
+
+
+def erase(pack: RulePack, key: str, state: CustomerState, ts: Instant) -> list[SegmentChange]:
+    """``customer_erased``: exit every segment with an empty reason. The caller drops the state."""
+    at = state.clock if state.clock > ts else ts
+    changes = []
+    consent = _consent(state)
+    for rule in pack.rules:
+        count = state.members.get(rule.name, 0)
+        if count % 2 == 1:
+            changes.append(make(key, rule.name, count + 1, at, {}, consent, rule.version))
+    # Segments no longer in the pack still had members: exit them too, so nobody stays "in".
+    known = {rule.name for rule in pack.rules}
+    for name, count in sorted(state.members.items()):
+        if name not in known and count % 2 == 1:
+            changes.append(make(key, name, count + 1, at, {}, consent, 0))
+    return changes
+
+
+def merge(pack: RulePack, state: CustomerState, other: CustomerState, other_key: str) -> None:
+    """Fold an anonymous visitor's record into the customer's (``identify``)."""
+    if other.last_seen is not None and (state.last_seen is None or other.last_seen > state.last_seen):
+        state.device = other.device or state.device
+        state.channel = other.channel or state.channel
+    if other.first_seen is not None and (state.first_seen is None or other.first_seen < state.first_seen):
+        state.first_channel = other.first_channel or state.first_channel
+    state.clock = max(state.clock, other.clock)
+    state.first_seen = _min(state.first_seen, other.first_seen)
+    state.last_seen = _max(state.last_seen, other.last_seen)
+    state.events += other.events
+    for sku, (quantity, price) in other.cart.items():
+        line = state.cart.get(sku)
+        if line is None:
+            state.cart[sku] = [quantity, price]
+        else:
+            line[0] += quantity
+            line[1] = line[1] if line[1] is not None else price
+    state.last_cart_activity = _max(state.last_cart_activity, other.last_cart_activity)
+    state.last_checkout_at = _max(state.last_checkout_at, other.last_checkout_at)
+    state.orders += other.orders
+    state.spend += other.spend
+    state.first_order_at = _min(state.first_order_at, other.first_order_at)
+    state.last_order_at = _max(state.last_order_at, other.last_order_at)
+    state.max_order = _max(state.max_order, other.max_order)
+    state.refunds += other.refunds
+    state.refunded += other.refunded
+    for channel in ("consent_email", "consent_sms", "consent_push"):
+        if getattr(state, channel) is None:
+            setattr(state, channel, getattr(other, channel))
+    state.traits = {**other.traits, **state.traits}
+    state.consent_at = _max(state.consent_at, other.consent_at)
+    state.traits_at = _max(state.traits_at, other.traits_at)
+    for name, entries in other.windows.items():
+        window = pack.windows.get(name)
+        if window is None:
+            continue
+        into = state.windows.setdefault(name, [])
+        windows.merge(into, entries, state.clock, window.length, windows.COMBINE[window.aggregate])
+        if not into:
+            del state.windows[name]
+    for h in other.seen:
+        if h not in state.seen:
+            state.seen.append(h)
+    del state.seen[:-SEEN_MAX]
+    for anon in [*other.anon_ids, other_key]:
+        if anon not in state.anon_ids:
+            state.anon_ids.append(anon)
+
+
+# --- evaluation ------------------------------------------------------------------------------
+
+
+def _evaluate(pack: RulePack, key: str, state: CustomerState, rules: Iterable[Rule], now: Instant,
+              changes: list[SegmentChange]) -> None:
+    members = state.members
+    for rule in rules:
+        member = bool(rule.condition.fn(state))
+        count = members.get(rule.name, 0)
+        if member != (count % 2 == 1):
+            count += 1
+            members[rule.name] = count
+            changes.append(make(key, rule.name, count, now, pack.reason(rule, state, _reason_value),
+                                _consent(state), rule.version))
+
+
+def _next_deadline(rules: Iterable[Rule], state: CustomerState, keep: Instant | None) -> Instant | None:
+    best = keep
+    for rule in rules:
+        nxt = rule.condition.nxt
+        if nxt is None:
+            continue
+        t = nxt(state)
+        if t is not None and (best is None or t < best):
+            best = t
+    return best
+
+
+def _reason_value(typ: str, value: Any) -> Any:
+    if typ == TIME and value is not None:
+        return format_instant(value)
+    return value
+
+
+def _consent(state: CustomerState) -> Consent:
+    return Consent(state.consent_email, state.consent_sms, state.consent_push)
+
+
+# --- state updates per event type ---------------------------------------------------------------
+
+
+def _min(a: Any, b: Any) -> Any:
+    if a is None:
+        return b
+    return a if b is None or a <= b else b
+
+
+def _max(a: Any, b: Any) -> Any:
+    if a is None:
+        return b
+    return a if b is None or a >= b else b
+
+
+def _update_common(state: CustomerState, event: Envelope, ts: Instant) -> None:
+    state.events += 1
+    latest = state.last_seen is None or ts >= state.last_seen
+    if latest:
+        state.last_seen = ts
+        if event.device is not None:
+            state.device = event.device
+        if event.channel is not None:
+            state.channel = event.channel
+    if state.first_seen is None or ts < state.first_seen:
+        state.first_seen = ts
+        if event.channel is not None:
+            state.first_channel = event.channel
+    elif state.first_channel is None and event.channel is not None:
+        state.first_channel = event.channel
+
+
+def _add_to_cart(state: CustomerState, event: Any, ts: Instant) -> None:
+    props = event.properties
+    line = state.cart.get(props.sku)
+    if line is None:
+        state.cart[props.sku] = [props.quantity, props.price]
+    else:
+        line[0] += props.quantity
+        if props.price is not None:
+            line[1] = props.price
+    state.last_cart_activity = _max(state.last_cart_activity, ts)
+
+
+def _remove_from_cart(state: CustomerState, event: Any, ts: Instant) -> None:
+    props = event.properties
+    line = state.cart.get(props.sku)
+    if line is not None:
+        line[0] = 0 if props.quantity is None else line[0] - props.quantity
+        if line[0] <= 0:
+            del state.cart[props.sku]
+    state.last_cart_activity = _max(state.last_cart_activity, ts)
+
+
+def _checkout_started(state: CustomerState, event: Any, ts: Instant) -> None:
+    state.last_cart_activity = _max(state.last_cart_activity, ts)
+    state.last_checkout_at = _max(state.last_checkout_at, ts)
+
+
+def _order_completed(state: CustomerState, event: Any, ts: Instant) -> None:
+    total = event.properties.total
+    state.orders += 1
+    state.spend += total
+    state.first_order_at = _min(state.first_order_at, ts)
+    state.last_order_at = _max(state.last_order_at, ts)
+    state.max_order = _max(state.max_order, total)
+    # A late order does not empty a cart that was touched after it.
+    if state.last_cart_activity is None or ts >= state.last_cart_activity:
+        state.cart.clear()
+
+
+def _order_refunded(state: CustomerState, event: Any, ts: Instant) -> None:
+    amount = event.properties.amount
+    state.refunds += 1
+    state.refunded += amount
+    state.spend -= amount
+
+
+def _profile_updated(state: CustomerState, event: Any, ts: Instant) -> None:
+    """Traits merge (null deletes); a late update only fills traits not already known."""
+    late = state.traits_at is not None and ts < state.traits_at
+    for name, value in event.properties.traits.items():
+        if late and name in state.traits:
+            continue
+        if value is None:
+            state.traits.pop(name, None)
+        else:
+            state.traits[name] = value
+    state.traits_at = _max(state.traits_at, ts)
+
+
+def _consent_updated(state: CustomerState, event: Any, ts: Instant) -> None:
+    """Absent channels are unchanged. A late update may revoke consent but never grant it."""
+    late = state.consent_at is not None and ts < state.consent_at
+    props = event.properties
+    for channel, value in (("email", props.email), ("sms", props.sms), ("push", props.push)):
+        if value is not None and not (late and value):
+            setattr(state, f"consent_{channel}", value)
+    state.consent_at = _max(state.consent_at, ts)
+
+
+_UPDATES: dict[str, Callable[[CustomerState, Any, Instant], None]] = {
+    "add_to_cart": _add_to_cart,
+    "remove_from_cart": _remove_from_cart,
+    "checkout_started": _checkout_started,
+    "order_completed": _order_completed,
+    "order_refunded": _order_refunded,
+    "profile_updated": _profile_updated,
+    "consent_updated": _consent_updated,
+}

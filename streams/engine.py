@@ -1,0 +1,180 @@
+"""Many customers: a store of states, the timer index, the clock, routing and counters.
+
+Both drivers own one Engine (the worker one per partition): ``segmenter replay`` feeds it a
+file, the faust worker feeds it Kafka messages and hands it a faust table as its store. The
+Engine decides which customer an event belongs to, fires due deadlines before applying an
+event (SPEC §3: "a customer's deadlines earlier than ts fire first"), drops duplicates and
+events beyond the allowed lateness, and counts what it did.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
+
+import msgspec
+
+from streams import core
+from streams.changes import ENTERED, SegmentChange
+from streams.clock import Instant, format_duration, format_instant
+from streams.events import BadEvent, Envelope, decode, type_of
+from streams.rules.pack import RulePack
+from streams.state import CustomerState
+from streams.timers import TimerIndex
+
+
+@dataclass
+class Stats:
+    events: int = 0
+    """Events applied (duplicates and bad events not included)."""
+    bad: int = 0
+    duplicates: int = 0
+    late: int = 0
+    """Events behind the customer's own time that were still applied."""
+    changes: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """(segment, entered|exited) -> count."""
+
+
+class Snapshot(msgspec.Struct):
+    """Everything an Engine needs to resume where it stopped (the timer index is rebuilt)."""
+
+    clock: Instant | None
+    states: dict[str, CustomerState]
+    aliases: dict[str, str]
+
+
+class Engine:
+    def __init__(self, pack: RulePack, *, states: MutableMapping[str, CustomerState] | None = None,
+                 aliases: MutableMapping[str, str] | None = None, clock: Instant | None = None) -> None:
+        self.pack = pack
+        self.states: MutableMapping[str, CustomerState] = {} if states is None else states
+        self.aliases: MutableMapping[str, str] = {} if aliases is None else aliases
+        self.timers = TimerIndex()
+        self.clock = clock
+        self.stats = Stats()
+        self.sizes: Counter[str] = Counter()
+        self.rebuild()
+
+    def rebuild(self) -> None:
+        """Timer index and segment sizes from the store, after a restart or a rebalance."""
+        self.timers.rebuild((key, state.deadline) for key, state in self.states.items())
+        self.sizes = Counter(name for state in self.states.values() for name in state.memberships())
+
+    # --- input -------------------------------------------------------------------------------
+
+    def process_bytes(self, raw: bytes, where: str = "") -> list[SegmentChange] | BadEvent:
+        event = decode(raw)
+        if isinstance(event, BadEvent):
+            event.where = where
+            self.stats.bad += 1
+            return event
+        result = self.process(event, raw)
+        if isinstance(result, BadEvent):
+            result.where = where
+        return result
+
+    def process(self, event: Envelope, raw: bytes = b"") -> list[SegmentChange] | BadEvent:
+        ts = event.instant
+        pack = self.pack
+        if self.clock is not None and ts < self.clock - pack.allowed_lateness:
+            self.stats.bad += 1
+            return BadEvent(
+                f"late: ts {format_instant(ts)} is {format_duration(self.clock - ts)} behind the clock "
+                f"{format_instant(self.clock)}; the allowed lateness is {format_duration(pack.allowed_lateness)}",
+                raw, event_id=event.event_id)
+        changes = self.advance(ts, inclusive=False)
+        tag = type_of(event)
+        if event.customer_id is not None:
+            key, identified = event.customer_id, True
+        else:
+            anon = event.anonymous_id or ""
+            key = self.aliases.get(anon, anon)
+            identified = key != anon
+        state = self.states.get(key)
+        if tag == "customer_erased":
+            if state is not None:
+                self._erase(key, state, ts, changes)
+            self.stats.events += 1
+            return changes
+        fresh = state is None
+        if state is None:
+            state = CustomerState(identified=identified)
+        if core.seen_before(state, event.event_id):
+            self.stats.duplicates += 1
+            return changes
+        if ts < state.clock:
+            self.stats.late += 1
+        evaluate_all = fresh or (identified and not state.identified)
+        state.identified = state.identified or identified
+        if tag == "identify":
+            self._merge(key, state, event.anonymous_id or "")
+            evaluate_all = True
+        new = core.apply_event(pack, key, state, event, tag, ts, evaluate_all=evaluate_all)
+        self.states[key] = state
+        self.timers.set(key, state.deadline)
+        self.stats.events += 1
+        if new:
+            self._count(new)
+            changes += new
+        return changes
+
+    def advance(self, until: Instant, *, inclusive: bool = True) -> list[SegmentChange]:
+        """Move the clock to ``until``, firing every deadline due by then, earliest first."""
+        changes: list[SegmentChange] = []
+        for deadline, key in self.timers.pop_due(until, inclusive=inclusive):
+            state = self.states.get(key)
+            if state is None or state.deadline != deadline:
+                continue
+            new = core.fire(self.pack, key, state, deadline)
+            self.states[key] = state
+            if state.deadline is not None:
+                self.timers.set(key, state.deadline)
+            if new:
+                self._count(new)
+                changes += new
+        if self.clock is None or until > self.clock:
+            self.clock = until
+        return changes
+
+    def finish(self, until: Instant | None = None) -> list[SegmentChange]:
+        """End of input: the clock reaches ``until`` (replay's ``--until``) or stays at the last event."""
+        target = until if until is not None else self.clock
+        return [] if target is None else self.advance(target, inclusive=True)
+
+    # --- identity and erasure ------------------------------------------------------------------
+
+    def _merge(self, key: str, state: CustomerState, anon: str) -> None:
+        if anon and anon != key:
+            other = self.states.pop(anon, None)
+            if other is not None:
+                core.merge(self.pack, state, other, anon)
+                self.timers.discard(anon)
+            self.aliases[anon] = key
+            if anon not in state.anon_ids:
+                state.anon_ids.append(anon)
+
+    def _erase(self, key: str, state: CustomerState, ts: Instant, changes: list[SegmentChange]) -> None:
+        erased = core.erase(self.pack, key, state, ts)
+        self._count(erased)
+        changes += erased
+        for anon in state.anon_ids:
+            self.aliases.pop(anon, None)
+            self.states.pop(anon, None)
+        del self.states[key]
+        self.timers.discard(key)
+
+    def _count(self, changes: list[SegmentChange]) -> None:
+        for change in changes:
+            self.stats.changes[change.segment, change.change] += 1
+            self.sizes[change.segment] += 1 if change.change == ENTERED else -1
+
+    # --- snapshots -----------------------------------------------------------------------------
+
+    def snapshot(self) -> bytes:
+        return msgspec.msgpack.encode(Snapshot(self.clock, dict(self.states), dict(self.aliases)))
+
+    @classmethod
+    def restore(cls, pack: RulePack, data: bytes) -> Engine:
+        snap = msgspec.msgpack.decode(data, type=Snapshot)
+        return cls(pack, states=snap.states, aliases=snap.aliases, clock=snap.clock)

@@ -1,0 +1,264 @@
+"""Input events of SPEC §1 as msgspec Structs, decoded straight from bytes.
+
+One tagged union over ``type`` and one Decoder built once: decoding, type checks and the
+dispatch on the event's kind are a single C call per message. Unknown fields are skipped
+(never ``forbid_unknown_fields`` on events: producers add fields before we read them).
+A message that fails becomes a :class:`BadEvent` value, not an exception, so a driver can
+dead-letter it and go on with the next one.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+
+from streams.clock import Instant, from_datetime
+
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+Amount = Annotated[float, msgspec.Meta(ge=0)]
+Quantity = Annotated[int, msgspec.Meta(ge=1)]
+AwareTime = Annotated[datetime, msgspec.Meta(tz=True)]
+
+DEFAULT_MAX_EVENT_BYTES = 64 * 1024
+
+
+class Envelope(msgspec.Struct, tag_field="type", kw_only=True, gc=False):
+    """Fields every event carries."""
+
+    event_id: NonEmpty
+    ts: AwareTime
+    customer_id: NonEmpty | None = None
+    anonymous_id: NonEmpty | None = None
+    session_id: str | None = None
+    device: str | None = None
+    channel: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The id the event is routed and stored by: the customer once known, else the visitor."""
+        return self.customer_id or self.anonymous_id or ""
+
+    @property
+    def instant(self) -> Instant:
+        return from_datetime(self.ts)
+
+
+# --- properties, one Struct per event type that has any -------------------------------
+
+
+class PageViewProps(msgspec.Struct, gc=False):
+    page_type: str = "other"
+    url: str | None = None
+    category: str | None = None
+
+
+class ProductViewProps(msgspec.Struct, gc=False):
+    sku: str | None = None
+    category: str | None = None
+    price: Amount | None = None
+
+
+class SearchProps(msgspec.Struct, gc=False):
+    query: str | None = None
+
+
+class AddToCartProps(msgspec.Struct, gc=False):
+    sku: NonEmpty
+    category: str | None = None
+    price: Amount | None = None
+    quantity: Quantity = 1
+
+
+class RemoveFromCartProps(msgspec.Struct, gc=False):
+    sku: NonEmpty
+    quantity: Quantity | None = None  # None: all of that sku
+
+
+class CheckoutStartedProps(msgspec.Struct, gc=False):
+    cart_value: Amount | None = None
+
+
+class OrderItem(msgspec.Struct, gc=False):
+    sku: str | None = None
+    category: str | None = None
+    price: Amount | None = None
+    quantity: Quantity = 1
+
+
+class OrderCompletedProps(msgspec.Struct, gc=False):
+    total: Amount
+    order_id: str | None = None
+    currency: str | None = None
+    items: list[OrderItem] = msgspec.field(default_factory=list)
+
+
+class OrderRefundedProps(msgspec.Struct, gc=False):
+    amount: Amount
+    order_id: str | None = None
+
+
+class ProfileUpdatedProps(msgspec.Struct):
+    traits: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class ConsentUpdatedProps(msgspec.Struct, gc=False):
+    email: bool | None = None
+    sms: bool | None = None
+    push: bool | None = None
+
+
+# --- the event types ------------------------------------------------------------------
+
+
+class PageView(Envelope, tag="page_view"):
+    properties: PageViewProps = msgspec.field(default_factory=PageViewProps)
+
+
+class ProductView(Envelope, tag="product_view"):
+    properties: ProductViewProps = msgspec.field(default_factory=ProductViewProps)
+
+
+class Search(Envelope, tag="search"):
+    properties: SearchProps = msgspec.field(default_factory=SearchProps)
+
+
+class AddToCart(Envelope, tag="add_to_cart"):
+    properties: AddToCartProps
+
+
+class RemoveFromCart(Envelope, tag="remove_from_cart"):
+    properties: RemoveFromCartProps
+
+
+class CheckoutStarted(Envelope, tag="checkout_started"):
+    properties: CheckoutStartedProps = msgspec.field(default_factory=CheckoutStartedProps)
+
+
+class QuoteRequest(Envelope, tag="quote_request"):
+    pass
+
+
+class DemoRequest(Envelope, tag="demo_request"):
+    pass
+
+
+class Signup(Envelope, tag="signup"):
+    pass
+
+
+class Login(Envelope, tag="login"):
+    pass
+
+
+class Identify(Envelope, tag="identify"):
+    pass
+
+
+class OrderCompleted(Envelope, tag="order_completed"):
+    properties: OrderCompletedProps
+
+
+class OrderRefunded(Envelope, tag="order_refunded"):
+    properties: OrderRefundedProps
+
+
+class ProfileUpdated(Envelope, tag="profile_updated"):
+    properties: ProfileUpdatedProps = msgspec.field(default_factory=ProfileUpdatedProps)
+
+
+class ConsentUpdated(Envelope, tag="consent_updated"):
+    properties: ConsentUpdatedProps = msgspec.field(default_factory=ConsentUpdatedProps)
+
+
+class CustomerErased(Envelope, tag="customer_erased"):
+    pass
+
+
+Event = (
+    PageView
+    | ProductView
+    | Search
+    | AddToCart
+    | RemoveFromCart
+    | CheckoutStarted
+    | QuoteRequest
+    | DemoRequest
+    | Signup
+    | Login
+    | Identify
+    | OrderCompleted
+    | OrderRefunded
+    | ProfileUpdated
+    | ConsentUpdated
+    | CustomerErased
+)
+
+EVENT_TYPES: dict[str, type[Envelope]] = {
+    cls.__struct_config__.tag: cls
+    for cls in Event.__args__
+}
+
+CLICKSTREAM_TYPES = frozenset(
+    {
+        "page_view", "product_view", "search", "add_to_cart", "remove_from_cart",
+        "checkout_started", "quote_request", "demo_request", "signup", "login", "identify",
+    }
+)
+TRANSACTION_TYPES = frozenset({"order_completed", "order_refunded"})
+PROFILE_TYPES = frozenset({"profile_updated", "consent_updated", "customer_erased"})
+NEEDS_CUSTOMER_ID = TRANSACTION_TYPES | PROFILE_TYPES | {"identify"}
+
+
+class BadEvent(msgspec.Struct, gc=False):
+    """A message that could not be applied, with the reason and the bytes as they came.
+
+    ``where`` is filled by the driver: ``file:line`` in replay, ``topic[partition]@offset`` live.
+    """
+
+    reason: str
+    raw: bytes
+    where: str = ""
+    event_id: str | None = None
+
+
+_decoder = msgspec.json.Decoder(Event)
+
+
+def decode(raw: bytes, *, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Envelope | BadEvent:
+    """One message to an event, or to a BadEvent naming the field and the problem."""
+    if len(raw) > max_bytes:
+        return BadEvent(f"event is {len(raw)} bytes, over the maximum of {max_bytes}", raw)
+    try:
+        event: Envelope = _decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        return BadEvent(_describe(str(exc), raw), raw)
+    except msgspec.DecodeError as exc:
+        return BadEvent(f"not valid JSON: {exc}", raw)
+    problem = _check_ids(event)
+    if problem:
+        return BadEvent(problem, raw, event_id=event.event_id)
+    return event
+
+
+def _describe(message: str, raw: bytes) -> str:
+    """msgspec says ``Invalid value 'x' - at `$.type``` for an unknown type: say which types exist."""
+    if message.startswith("Invalid value") and message.endswith("`$.type`"):
+        return f"{message}; known types: {', '.join(sorted(EVENT_TYPES))}"
+    return message
+
+
+def _check_ids(event: Envelope) -> str | None:
+    tag = event.__struct_config__.tag
+    if event.customer_id is None and event.anonymous_id is None:
+        return "neither `customer_id` nor `anonymous_id` is set - at `$`; one of the two is required"
+    if event.customer_id is None and tag in NEEDS_CUSTOMER_ID:
+        return f"`customer_id` is required for `{tag}` events - at `$.customer_id`"
+    if tag == "identify" and event.anonymous_id is None:
+        return "`identify` links `anonymous_id` to `customer_id`: `anonymous_id` is missing - at `$.anonymous_id`"
+    return None
+
+
+def type_of(event: Envelope) -> str:
+    return event.__struct_config__.tag  # type: ignore[return-value]

@@ -1,0 +1,305 @@
+"""Reading a rules folder: TOML files checked against a schema, every problem reported at once.
+
+Why TOML: it is in the standard library (``tomllib``), every string is quoted so nothing is
+guessed (YAML 1.1 reads ``country: NO`` as false and ``zip: 01234`` as 668), and multi-line
+literal strings (``'''...'''``) hold expressions without escaping. Files are decoded into
+msgspec Structs that forbid unknown keys, the model of msgspec's pyproject example, so a
+misspelt key is an error with its path rather than a setting silently ignored.
+
+Layout of a rules folder:
+
+- ``pack.toml``: ``[settings]``, ``[traits]`` (profile traits rules may read, with their
+  types) and ``[windows.NAME]`` (named rolling aggregates, declared once, used by any rule);
+- every other ``*.toml`` directly in the folder: one segment;
+- sub-folders (``tests/``) are not rules.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from streams.clock import parse_duration
+from streams.events import EVENT_TYPES
+from streams.fields import BOOL, NUMBER, STATE_FIELDS, TRAIT_TYPES, Field, event_fields, trait_field
+from streams.rules import expr as expressions
+from streams.rules.expr import Expr, ExprError, Scope
+from streams.rules.pack import DEFAULT_ALLOWED_LATENESS, Rule, RulePack, WindowDef
+from streams.rules.problems import Kind, Problem, RuleError, did_you_mean
+from streams.windows import next_expiry, total
+
+PACK_FILE = "pack.toml"
+NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class _Strict(msgspec.Struct, forbid_unknown_fields=True):
+    pass
+
+
+class Settings(_Strict):
+    allowed_lateness: str = "7d"
+
+
+class WindowSpec(_Strict):
+    events: list[str]
+    over: str
+    aggregate: Literal["count", "sum", "max"] = "count"
+    where: str | None = None
+    value: str | None = None
+    description: str = ""
+
+
+class PackSpec(_Strict):
+    settings: Settings = msgspec.field(default_factory=Settings)
+    traits: dict[str, str] = msgspec.field(default_factory=dict)
+    windows: dict[str, WindowSpec] = msgspec.field(default_factory=dict)
+
+
+class SegmentSpec(_Strict):
+    name: str
+    version: int
+    when: str
+    description: str = ""
+    tags: list[str] = msgspec.field(default_factory=list)
+    requires_consent: Literal["email", "sms", "push"] | None = None
+
+
+@dataclass
+class _Source:
+    path: Path
+    text: str
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def line_of(self, key: str, after: int = 0) -> int | None:
+        """The line where ``key = ...`` (or ``[key]``) first appears after line ``after``."""
+        pattern = re.compile(rf"^\s*(\[{re.escape(key)}\]|{re.escape(key)}\s*=)")
+        for number, line in enumerate(self.text.splitlines(), start=1):
+            if number > after and pattern.match(line):
+                return number
+        return None
+
+
+def load_pack(directory: str | Path) -> RulePack:
+    """Load and compile a rules folder, or raise :class:`RuleError` listing every problem."""
+    return _Loader(Path(directory)).load()
+
+
+def check_pack(directory: str | Path) -> list[Problem]:
+    """Every problem in a rules folder; empty when it loads."""
+    try:
+        load_pack(directory)
+    except RuleError as error:
+        return error.problems
+    return []
+
+
+class _Loader:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.problems: list[Problem] = []
+
+    def load(self) -> RulePack:
+        if not self.directory.is_dir():
+            raise RuleError([Problem(Kind.BAD_FILE, str(self.directory), "no such rules folder")])
+        pack_source = self._read(self.directory / PACK_FILE, required=False)
+        spec = self._decode(pack_source, PackSpec) if pack_source else PackSpec()
+        spec = spec or PackSpec()
+        lateness = self._duration(pack_source, spec.settings.allowed_lateness, "allowed_lateness",
+                                  DEFAULT_ALLOWED_LATENESS)
+        traits = self._traits(pack_source, spec.traits)
+        scope_fields: dict[str, Field] = dict(STATE_FIELDS)
+        scope_fields.update({f"traits.{n}": trait_field(n, t) for n, t in traits.items()})
+        windows = self._windows(pack_source, spec.windows)
+        timed: dict[str, expressions.NextFn] = {}
+        for window in windows.values():
+            name = f"windows.{window.name}"
+            scope_fields[name] = _window_field(window)
+            timed[name] = _window_next(window)
+        scope = Scope(scope_fields, timed=timed, windows=frozenset(windows), traits=frozenset(traits))
+        rules = self._rules(scope)
+        if self.problems:
+            raise RuleError(self.problems)
+        used = {name.removeprefix("windows.") for r in rules for name in r.reads if name.startswith("windows.")}
+        kept = {n: w for n, w in windows.items() if n in used}
+        fields = {n: f for n, f in scope_fields.items()
+                  if not n.startswith("windows.") or n.removeprefix("windows.") in used}
+        return RulePack(tuple(rules), kept, fields, allowed_lateness=lateness, directory=str(self.directory))
+
+    # --- files -------------------------------------------------------------------------
+
+    def _read(self, path: Path, *, required: bool = True) -> _Source | None:
+        try:
+            return _Source(path, path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            if required:
+                self._problem(Kind.BAD_FILE, path.name, "file not found")
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            self._problem(Kind.BAD_FILE, path.name, f"cannot read: {exc}")
+            return None
+
+    def _decode(self, source: _Source, typ: type[Any]) -> Any:
+        try:
+            data = tomllib.loads(source.text)
+        except tomllib.TOMLDecodeError as exc:
+            at = re.search(r"line (\d+)", str(exc))
+            self._problem(Kind.BAD_FILE, source.name, f"not valid TOML: {exc}",
+                          line=int(at.group(1)) if at else None)
+            return None
+        try:
+            return msgspec.convert(data, typ)
+        except msgspec.ValidationError as exc:
+            message = str(exc)
+            unknown = re.match(r"Object contains unknown field `(\w+)`", message)
+            line = None
+            if unknown:
+                fields: tuple[str, ...] = typ.__struct_fields__
+                if "`$.windows." in message:
+                    fields = WindowSpec.__struct_fields__
+                elif "`$.settings" in message:
+                    fields = Settings.__struct_fields__
+                message += did_you_mean(unknown.group(1), fields)
+                line = source.line_of(unknown.group(1))
+            self._problem(Kind.BAD_FILE, source.name, message, line=line)
+            return None
+
+    def _problem(self, kind: Kind, file: str, message: str, **where: Any) -> None:
+        self.problems.append(Problem(kind, file, message, **where))
+
+    # --- pack.toml -----------------------------------------------------------------------
+
+    def _duration(self, source: _Source | None, text: str, key: str, default: int) -> int:
+        try:
+            return parse_duration(text)
+        except ValueError as exc:
+            self._problem(Kind.BAD_VALUE, PACK_FILE, str(exc), key=key,
+                          line=source.line_of(key) if source else None)
+            return default
+
+    def _traits(self, source: _Source | None, declared: dict[str, str]) -> dict[str, str]:
+        traits = {}
+        for name, typ in declared.items():
+            if typ not in TRAIT_TYPES:
+                self._problem(Kind.BAD_VALUE, PACK_FILE, f"trait type {typ!r} is not one of "
+                              f"{', '.join(TRAIT_TYPES)}", key=f"traits.{name}",
+                              line=source.line_of(name) if source else None)
+                continue
+            traits[name] = typ
+        return traits
+
+    def _windows(self, source: _Source | None, specs: dict[str, WindowSpec]) -> dict[str, WindowDef]:
+        windows = {}
+        for name, spec in specs.items():
+            header = source.line_of(f"windows.{name}") if source else None
+            before = len(self.problems)
+            if not NAME.match(name):
+                self._problem(Kind.BAD_VALUE, PACK_FILE, f"window name {name!r} must be lower_snake_case",
+                              line=header)
+            for event_type in spec.events:
+                if event_type not in EVENT_TYPES:
+                    self._problem(Kind.UNKNOWN_EVENT_TYPE, PACK_FILE, f"window {name!r}: unknown event "
+                                  f"type {event_type!r}" + did_you_mean(event_type, EVENT_TYPES),
+                                  key="events", line=source.line_of("events", header or 0) if source else None)
+            if not spec.events:
+                self._problem(Kind.BAD_VALUE, PACK_FILE, f"window {name!r} counts no event types",
+                              key="events", line=header)
+            length = self._duration(source, spec.over, "over", 0)
+            scope = Scope(event_fields(spec.events), allow_now=False, what="event field")
+            where = self._expression(source, spec.where, scope, BOOL, "where", f"window {name}", header)
+            value = None
+            if spec.aggregate == "count":
+                if spec.value is not None:
+                    self._problem(Kind.BAD_VALUE, PACK_FILE, f"window {name!r}: a count takes no `value`; "
+                                  "use aggregate = \"sum\" or \"max\" to add one up", key="value",
+                                  line=source.line_of("value", header or 0) if source else None)
+            elif spec.value is None:
+                self._problem(Kind.BAD_VALUE, PACK_FILE, f"window {name!r}: aggregate {spec.aggregate!r} "
+                              "needs a `value`, like value = \"total\"", line=header)
+            else:
+                value = self._expression(source, spec.value, scope, NUMBER, "value", f"window {name}", header)
+            if len(self.problems) == before:
+                windows[name] = WindowDef(name, tuple(spec.events), length, spec.aggregate, where, value,
+                                          spec.description)
+        return windows
+
+    # --- segments --------------------------------------------------------------------------
+
+    def _rules(self, scope: Scope) -> list[Rule]:
+        rules: list[Rule] = []
+        seen: dict[str, str] = {}
+        for path in sorted(self.directory.glob("*.toml")):
+            if path.name == PACK_FILE:
+                continue
+            source = self._read(path)
+            if source is None:
+                continue
+            spec = self._decode(source, SegmentSpec)
+            if spec is None:
+                continue
+            if not NAME.match(spec.name):
+                self._problem(Kind.BAD_VALUE, path.name, f"segment name {spec.name!r} must be lower_snake_case",
+                              rule=spec.name, key="name", line=source.line_of("name"))
+            if spec.name in seen:
+                self._problem(Kind.DUPLICATE, path.name, f"segment {spec.name!r} is also defined in "
+                              f"{seen[spec.name]}", rule=spec.name, key="name", line=source.line_of("name"))
+                continue
+            seen[spec.name] = path.name
+            when = spec.when
+            if spec.requires_consent:
+                when = f"({when}) and consent.{spec.requires_consent}"
+            condition = self._expression(source, when, scope, BOOL, "when", spec.name, 0,
+                                         original=spec.when)
+            if condition is not None:
+                rules.append(Rule(spec.name, spec.version, condition, path.name, spec.description.strip(),
+                                  tuple(spec.tags), spec.requires_consent))
+        if not rules and not self.problems:
+            self._problem(Kind.BAD_FILE, str(self.directory), "no segment files (*.toml besides pack.toml)")
+        return rules
+
+    def _expression(self, source: _Source | None, text: str | None, scope: Scope, want: str, key: str,
+                    rule: str, after: int | None, *, original: str | None = None) -> Expr | None:
+        if text is None:
+            return None
+        try:
+            return expressions.compile_expression(text, scope, want)
+        except ExprError as error:
+            shown = (original or text).splitlines()
+            line_in_expr = min(error.line, len(shown)) if shown else 1
+            key_line = source.line_of(key, after or 0) if source else None
+            file_line = None
+            if key_line is not None and source is not None:
+                opens_block = source.text.splitlines()[key_line - 1].rstrip().endswith(("'''", '"""'))
+                file_line = key_line + line_in_expr - 1 + (1 if opens_block else 0)
+            col = error.col
+            if original is not None and error.line == 1 and text != original:
+                col = max(col - 1, 1)  # the "(" we put around a consent-gated condition
+            self._problem(error.kind, source.name if source else PACK_FILE, error.message, rule=rule,
+                          key=key, line=file_line, col=col,
+                          source=shown[line_in_expr - 1] if shown else text)
+            return None
+
+
+def _window_field(window: WindowDef) -> Field:
+    name, length, aggregate = window.name, window.length, window.aggregate
+
+    def get(state: Any) -> Any:
+        return total(state.windows.get(name), state.clock, length, aggregate)
+
+    return Field(f"windows.{name}", NUMBER, get, window.description or f"window {name}", frozenset())
+
+
+def _window_next(window: WindowDef) -> expressions.NextFn:
+    name, length = window.name, window.length
+
+    def nxt(state: Any) -> int | None:
+        return next_expiry(state.windows.get(name), state.clock, length)
+
+    return nxt

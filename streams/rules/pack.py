@@ -1,0 +1,106 @@
+"""A loaded rule pack: compiled segments and windows, indexed the way the engine asks for them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from streams.clock import DAY, Duration
+from streams.fields import Field
+from streams.rules.expr import Expr
+
+DEFAULT_ALLOWED_LATENESS: Duration = 7 * DAY
+
+
+@dataclass(frozen=True)
+class WindowDef:
+    """A named rolling aggregate over some event types, declared once in pack.toml."""
+
+    name: str
+    events: tuple[str, ...]
+    length: Duration
+    aggregate: str
+    """``count``, ``sum`` or ``max``."""
+    where: Expr | None
+    value: Expr | None
+    description: str = ""
+
+    def value_of(self, event: Any) -> float | None:
+        """What this event adds, or None when it does not count (filtered out, or no value)."""
+        if self.where is not None and not self.where.fn(event):
+            return None
+        if self.value is None:
+            return 1
+        v: float | None = self.value.fn(event)
+        return v
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One segment: its membership condition and what describes it."""
+
+    name: str
+    version: int
+    condition: Expr
+    file: str
+    description: str = ""
+    tags: tuple[str, ...] = ()
+    requires_consent: str | None = None
+
+    @property
+    def reads(self) -> frozenset[str]:
+        return self.condition.reads
+
+    @property
+    def timed(self) -> bool:
+        return self.condition.timed
+
+
+@dataclass
+class RulePack:
+    rules: tuple[Rule, ...]
+    windows: dict[str, WindowDef]
+    """Only the windows some rule reads: the state keeps nothing else."""
+    fields: dict[str, Field]
+    """Everything a rule may read, to build a change's reason."""
+    allowed_lateness: Duration = DEFAULT_ALLOWED_LATENESS
+    directory: str = ""
+    rules_for_type: dict[str, tuple[Rule, ...]] = field(default_factory=dict)
+    windows_for_type: dict[str, tuple[WindowDef, ...]] = field(default_factory=dict)
+    timed_rules: tuple[Rule, ...] = ()
+    due_rules_for_type: dict[str, tuple[Rule, ...]] = field(default_factory=dict)
+    """Rules an event re-evaluates when the customer's deadline is also due: touched or timed."""
+
+    def __post_init__(self) -> None:
+        self.timed_rules = tuple(r for r in self.rules if r.timed)
+        by_type: dict[str, list[WindowDef]] = {}
+        for window in self.windows.values():
+            for event_type in window.events:
+                by_type.setdefault(event_type, []).append(window)
+        self.windows_for_type = {k: tuple(v) for k, v in by_type.items()}
+        changed_by: dict[str, set[str]] = {}
+        for name, spec in self.fields.items():
+            types = set(spec.changed_by)
+            if name.startswith("windows."):
+                types |= set(self.windows[name.removeprefix("windows.")].events) | {"identify"}
+            for event_type in types:
+                changed_by.setdefault(event_type, set()).add(name)
+        self.rules_for_type = {
+            event_type: tuple(r for r in self.rules if r.reads & names)
+            for event_type, names in changed_by.items()
+        }
+        self.due_rules_for_type = {
+            event_type: tuple(r for r in self.rules if r.timed or r in touched)
+            for event_type, touched in self.rules_for_type.items()
+        }
+
+    def rule(self, name: str) -> Rule:
+        for rule in self.rules:
+            if rule.name == name:
+                return rule
+        raise KeyError(name)
+
+    def reason(self, rule: Rule, state: Any, fmt: Callable[[str, Any], Any]) -> dict[str, Any]:
+        """The values the rule read, as they were when it flipped."""
+        return {name: fmt(self.fields[name].type, self.fields[name].get(state)) for name in sorted(rule.reads)}
