@@ -1,0 +1,217 @@
+"""Shared test setup: markers by folder, and the real Kafka broker for integration tests.
+
+- Tests under ``tests/unit`` are marked ``unit``; tests under ``tests/integration`` are
+  marked ``integration``. Only ``integration`` tests may use the broker fixtures.
+- ``kafka_bootstrap`` (session): ``KAFKA_BOOTSTRAP_SERVERS`` when set; otherwise a broker
+  started with ``scripts/kafka start`` on a test port (``SEGMENTER_TEST_KAFKA_PORT``,
+  default 19092) with its own state dir, so a developer's broker on 9092 is left alone.
+  The session stops it at the end only if it started it. If it cannot start, the
+  integration tests are skipped, except under ``CI`` (or ``SEGMENTER_REQUIRE_KAFKA=1``),
+  where they fail.
+- ``new_topic(partitions=1)`` creates a topic with a name no other test uses;
+  ``new_group_id()`` gives a fresh consumer group id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import uuid
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TESTS = ROOT / "tests"
+KAFKA_SCRIPT = ROOT / "scripts" / "kafka"
+
+BROKER_FIXTURES = frozenset({"kafka_bootstrap", "new_topic", "new_group_id"})
+# Generous: a cold start fetches the broker's jars from Maven first.
+KAFKA_START_SUBPROCESS_TIMEOUT_S = 900
+
+T = TypeVar("T")
+
+
+# --- markers ---------------------------------------------------------------
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        try:
+            folder = item.path.relative_to(TESTS).parts[0]
+        except (ValueError, IndexError):
+            continue
+        if folder == "integration":
+            item.add_marker(pytest.mark.integration)
+        elif folder == "unit":
+            item.add_marker(pytest.mark.unit)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    used = BROKER_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+    if used and item.get_closest_marker("integration") is None:
+        pytest.fail(
+            f"{item.nodeid} uses {', '.join(sorted(used))}, which needs the real Kafka broker; "
+            "only integration tests may (put the test under tests/integration or mark it "
+            "@pytest.mark.integration)",
+            pytrace=False,
+        )
+
+
+# --- the broker ------------------------------------------------------------
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() not in {"", "0", "false", "no", "off"}
+
+
+def _broker_required() -> bool:
+    return _truthy(os.environ.get("CI")) or _truthy(os.environ.get("SEGMENTER_REQUIRE_KAFKA"))
+
+
+def _test_broker_env(port: int) -> dict[str, str]:
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    env = dict(os.environ)
+    # The developer's own broker settings must not leak into the test broker.
+    for name in ("KAFKA_CONTROLLER_PORT", "KAFKA_NUM_PARTITIONS", "KAFKA_JVM_OPTS"):
+        env.pop(name, None)
+    env["KAFKA_PORT"] = str(port)
+    env["SEGMENTER_KAFKA_HOME"] = str(cache / "segmenter" / f"test-{port}")
+    return env
+
+
+def _kafka(command: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(KAFKA_SCRIPT), command],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """Bootstrap servers of a running broker (``host:port[,host:port...]``)."""
+    given = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
+    if given:
+        yield given
+        return
+
+    port = int(os.environ.get("SEGMENTER_TEST_KAFKA_PORT", "19092"))
+    env = _test_broker_env(port)
+    already_running = _kafka("status", env, timeout=30).returncode == 0
+    if not already_running:
+        # A fresh broker per session: no topics left over from earlier runs.
+        _kafka("reset", env, timeout=120)
+    try:
+        started = _kafka("start", env, timeout=KAFKA_START_SUBPROCESS_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        _kafka("stop", env, timeout=120)
+        message = f"scripts/kafka start timed out after {KAFKA_START_SUBPROCESS_TIMEOUT_S}s"
+    else:
+        message = (
+            f"scripts/kafka start (KAFKA_PORT={port}) failed with exit code "
+            f"{started.returncode}:\n{started.stdout}{started.stderr}"
+        )
+        if started.returncode == 0:
+            message = ""
+    if message:
+        if _broker_required():
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message + "\n(set CI=true or SEGMENTER_REQUIRE_KAFKA=1 to fail instead)")
+
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        if not already_running:
+            stopped = _kafka("stop", env, timeout=120)
+            if stopped.returncode != 0:
+                print(f"scripts/kafka stop failed:\n{stopped.stdout}{stopped.stderr}")
+
+
+def _run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Runs ``coro`` to completion from sync code, even when called inside a running loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def _slug(text: str, limit: int = 60) -> str:
+    return re.sub(r"[^A-Za-z0-9-]+", "-", text).strip("-")[:limit] or "test"
+
+
+async def _create_topic(
+    bootstrap: str, name: str, partitions: int, config: dict[str, str], timeout_s: float
+) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import for_code
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        response = await admin.create_topics(
+            [NewTopic(name, partitions, 1, topic_configs=config)], timeout_ms=int(timeout_s * 1000)
+        )
+        for topic, code, message in response.topic_errors:
+            if code != 0:
+                raise for_code(code)(f"creating topic {topic!r}: {message}")
+        # Creation is asynchronous: wait until every partition has a leader.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            (described,) = await admin.describe_topics([name])
+            leaders = [p["leader"] for p in described["partitions"]]
+            if described["error_code"] == 0 and len(leaders) == partitions and min(leaders) >= 0:
+                return
+            if loop.time() > deadline:
+                raise TimeoutError(f"topic {name!r} has no leader for every partition: {described}")
+            await asyncio.sleep(0.1)
+    finally:
+        await admin.close()
+
+
+class TopicFactory(Protocol):
+    def __call__(
+        self,
+        partitions: int = 1,
+        *,
+        prefix: str | None = None,
+        config: dict[str, str] | None = None,
+    ) -> str: ...
+
+
+@pytest.fixture
+def new_topic(kafka_bootstrap: str, request: pytest.FixtureRequest) -> TopicFactory:
+    """Creates a topic only this test uses: ``new_topic(partitions=3)`` returns its name."""
+
+    def make(
+        partitions: int = 1, *, prefix: str | None = None, config: dict[str, str] | None = None
+    ) -> str:
+        name = f"{_slug(prefix or request.node.name)}-{uuid.uuid4().hex[:10]}"
+        _run_async(_create_topic(kafka_bootstrap, name, partitions, config or {}, timeout_s=30))
+        return name
+
+    return make
+
+
+@pytest.fixture
+def new_group_id(kafka_bootstrap: str, request: pytest.FixtureRequest) -> Callable[[], str]:
+    """A consumer group id only this test uses: ``new_group_id()``."""
+    del kafka_bootstrap  # requested so that only integration tests use it
+
+    def make() -> str:
+        return f"{_slug(request.node.name)}-{uuid.uuid4().hex[:10]}"
+
+    return make
