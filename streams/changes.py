@@ -35,19 +35,20 @@ class SegmentChange(msgspec.Struct, gc=False):
     rule_version: int
 
 
-def change_id(customer_id: str, segment: str, transition: int, at: Instant) -> str:
+def change_id(customer_id: str, segment: str, transition: int, at: Instant, origin: int = 0) -> str:
     """Deterministic id: the n-th transition of this customer in this segment, at this instant.
 
-    Odd transitions are entries and even ones exits, so the kind is already in ``transition``.
+    Odd transitions are entries and even ones exits, so the kind is already in ``transition``;
+    ``origin`` tells apart the lives of a customer id that was erased and came back.
     """
-    text = f"{customer_id}\x1f{segment}\x1f{transition}\x1f{at}"
+    text = f"{customer_id}\x1f{segment}\x1f{transition}\x1f{at}\x1f{origin}"
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 def make(customer_id: str, segment: str, transition: int, at: Instant, reason: dict[str, Any],
-         consent: Consent, rule_version: int) -> SegmentChange:
+         consent: Consent, rule_version: int, origin: int = 0) -> SegmentChange:
     return SegmentChange(
-        change_id=change_id(customer_id, segment, transition, at),
+        change_id=change_id(customer_id, segment, transition, at, origin),
         customer_id=customer_id,
         segment=segment,
         change=ENTERED if transition % 2 == 1 else EXITED,

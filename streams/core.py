@@ -112,12 +112,12 @@ def erase(pack: RulePack, key: str, state: CustomerState, ts: Instant) -> list[S
     for rule in pack.rules:
         count = state.members.get(rule.name, 0)
         if count % 2 == 1:
-            changes.append(make(key, rule.name, count + 1, at, {}, consent, rule.version))
+            changes.append(make(key, rule.name, count + 1, at, {}, consent, rule.version, state.origin))
     # Segments no longer in the pack still had members: exit them too, so nobody stays "in".
     known = {rule.name for rule in pack.rules}
     for name, count in sorted(state.members.items()):
         if name not in known and count % 2 == 1:
-            changes.append(make(key, name, count + 1, at, {}, consent, 0))
+            changes.append(make(key, name, count + 1, at, {}, consent, 0, state.origin))
     return changes
 
 
@@ -184,7 +184,7 @@ def _evaluate(pack: RulePack, key: str, state: CustomerState, rules: Iterable[Ru
             count += 1
             members[rule.name] = count
             changes.append(make(key, rule.name, count, now, pack.reason(rule, state, _reason_value),
-                                _consent(state), rule.version))
+                                _consent(state), rule.version, state.origin))
 
 
 def _next_deadline(rules: Iterable[Rule], state: CustomerState, keep: Instant | None) -> Instant | None:

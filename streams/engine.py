@@ -99,7 +99,7 @@ class Engine:
             return changes
         fresh = state is None
         if state is None:
-            state = CustomerState(identified=identified)
+            state = CustomerState(identified=identified, origin=core.event_hash(event.event_id))
         if core.seen_before(state, event.event_id):
             self.stats.duplicates += 1
             return changes
@@ -136,6 +136,15 @@ class Engine:
         if self.clock is None or until > self.clock:
             self.clock = until
         return changes
+
+    def tick(self, clock: Instant) -> list[SegmentChange]:
+        """The live clock moved to ``clock`` with no event: fire the deadlines strictly before it.
+
+        Strictly, so that an event stamped exactly ``clock`` that arrives next is still applied
+        before a deadline at the same instant, as it would be in replay: ticks change nothing
+        but when a change is noticed.
+        """
+        return self.advance(clock, inclusive=False)
 
     def finish(self, until: Instant | None = None) -> list[SegmentChange]:
         """End of input: the clock reaches ``until`` (replay's ``--until``) or stays at the last event."""

@@ -58,6 +58,9 @@ class CustomerState(msgspec.Struct, array_like=True, omit_defaults=True, gc=Fals
     """Time of the latest consent update applied, so a late one cannot grant what a newer one revoked."""
     traits_at: Instant | None = None
     """Time of the latest profile update applied, so a late one cannot overwrite newer traits."""
+    origin: int = 0
+    """Hash of the event id that started this record: after an erasure a customer id may start a
+    new life, and its changes must not reuse the change_ids of the old one."""
 
     @property
     def cart_items(self) -> int:

@@ -204,6 +204,9 @@ class _Compiler:
             raise ExprError(Kind.NOT_ALLOWED, "only one level of `.` is allowed, like `windows.spend_30d`", node)
         root, name = node.value.id, node.attr
         dotted = f"{root}.{name}"
+        if root not in ("windows", "traits", "consent"):
+            raise ExprError(Kind.NOT_ALLOWED, f"`{root}` has no parts; only `windows.`, `traits.` and "
+                            "`consent.` take a dot", node)
         if root == "windows" and dotted not in self.scope.fields:
             raise ExprError(Kind.UNKNOWN_WINDOW, f"window `{name}` is not declared; declare it under "
                             f"[windows.{name}] in pack.toml" + did_you_mean(name, self.scope.windows), node)
