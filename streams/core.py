@@ -55,7 +55,7 @@ def apply_event(pack: RulePack, key: str, state: CustomerState, event: Envelope,
     """Apply one event at time ``ts``; the customer's due deadlines before ``ts`` have fired."""
     now = state.clock if state.clock > ts else ts
     state.clock = now
-    _update_common(state, event, ts)
+    seen_changed = _update_common(state, event, ts)
     update = _UPDATES.get(tag)
     if update is not None:
         update(state, event, ts)
@@ -71,12 +71,7 @@ def apply_event(pack: RulePack, key: str, state: CustomerState, event: Envelope,
     if not state.identified:
         return []
     due = state.deadline is not None and state.deadline <= now
-    if evaluate_all:
-        rules: Iterable[Rule] = pack.rules
-    elif due:
-        rules = pack.due_rules_for_type.get(tag, pack.timed_rules)
-    else:
-        rules = pack.rules_for_type.get(tag, ())
+    rules = pack.rules if evaluate_all else pack.affected[tag, due, seen_changed]
     changes: list[SegmentChange] = []
     _evaluate(pack, key, state, rules, now, changes)
     if evaluate_all or due:
@@ -162,10 +157,13 @@ def merge(pack: RulePack, state: CustomerState, other: CustomerState, other_key:
         windows.merge(into, entries, state.clock, window.length, windows.COMBINE[window.aggregate])
         if not into:
             del state.windows[name]
-    for h in other.seen:
-        if h not in state.seen:
-            state.seen.append(h)
-    del state.seen[:-SEEN_MAX]
+    # The visitor's ids go first so the customer's own recent ids (the identify's among them)
+    # are the ones the ring keeps.
+    own = state.seen
+    room = SEEN_MAX - len(own)
+    if room > 0:
+        theirs = [h for h in other.seen if h not in own]
+        state.seen = theirs[-room:] + own
     for anon in [*other.anon_ids, other_key]:
         if anon not in state.anon_ids:
             state.anon_ids.append(anon)
@@ -224,21 +222,28 @@ def _max(a: Any, b: Any) -> Any:
     return a if b is None or a >= b else b
 
 
-def _update_common(state: CustomerState, event: Envelope, ts: Instant) -> None:
+def _update_common(state: CustomerState, event: Envelope, ts: Instant) -> bool:
+    """Envelope facts; True when device, channel, first_seen or first_channel changed."""
     state.events += 1
-    latest = state.last_seen is None or ts >= state.last_seen
-    if latest:
+    changed = False
+    if state.last_seen is None or ts >= state.last_seen:
         state.last_seen = ts
-        if event.device is not None:
-            state.device = event.device
-        if event.channel is not None:
-            state.channel = event.channel
+        device, channel = event.device, event.channel
+        if device is not None and device != state.device:
+            state.device = device
+            changed = True
+        if channel is not None and channel != state.channel:
+            state.channel = channel
+            changed = True
     if state.first_seen is None or ts < state.first_seen:
         state.first_seen = ts
+        changed = True
         if event.channel is not None:
             state.first_channel = event.channel
     elif state.first_channel is None and event.channel is not None:
         state.first_channel = event.channel
+        changed = True
+    return changed
 
 
 def _add_to_cart(state: CustomerState, event: Any, ts: Instant) -> None:

@@ -32,6 +32,8 @@ class Stats:
     duplicates: int = 0
     late: int = 0
     """Events behind the customer's own time that were still applied."""
+    after_erasure: int = 0
+    """Events from before a customer's erasure that arrived after it, dropped."""
     changes: Counter[tuple[str, str]] = field(default_factory=Counter)
     """(segment, entered|exited) -> count."""
 
@@ -42,14 +44,19 @@ class Snapshot(msgspec.Struct):
     clock: Instant | None
     states: dict[str, CustomerState]
     aliases: dict[str, str]
+    erased: dict[str, Instant] = {}
 
 
 class Engine:
     def __init__(self, pack: RulePack, *, states: MutableMapping[str, CustomerState] | None = None,
-                 aliases: MutableMapping[str, str] | None = None, clock: Instant | None = None) -> None:
+                 aliases: MutableMapping[str, str] | None = None, clock: Instant | None = None,
+                 erased: MutableMapping[str, Instant] | None = None) -> None:
         self.pack = pack
         self.states: MutableMapping[str, CustomerState] = {} if states is None else states
         self.aliases: MutableMapping[str, str] = {} if aliases is None else aliases
+        self.erased: MutableMapping[str, Instant] = {} if erased is None else erased
+        """Erased keys and when, for the allowed lateness: an older event that arrives after the
+        erasure (a redelivery, a late event) must not bring the customer back."""
         self.timers = TimerIndex()
         self.clock = clock
         self.stats = Stats()
@@ -92,6 +99,10 @@ class Engine:
             key = self.aliases.get(anon, anon)
             identified = key != anon
         state = self.states.get(key)
+        erased_at = self.erased.get(key) if self.erased else None
+        if erased_at is not None and ts <= erased_at:
+            self.stats.after_erasure += 1
+            return changes
         if tag == "customer_erased":
             if state is not None:
                 self._erase(key, state, ts, changes)
@@ -122,6 +133,11 @@ class Engine:
     def advance(self, until: Instant, *, inclusive: bool = True) -> list[SegmentChange]:
         """Move the clock to ``until``, firing every deadline due by then, earliest first."""
         changes: list[SegmentChange] = []
+        first = self.timers.next_deadline()
+        if first is None or first > until or (first == until and not inclusive):
+            if self.clock is None or until > self.clock:
+                self.clock = until
+            return changes
         for deadline, key in self.timers.pop_due(until, inclusive=inclusive):
             state = self.states.get(key)
             if state is None or state.deadline != deadline:
@@ -172,6 +188,16 @@ class Engine:
             self.states.pop(anon, None)
         del self.states[key]
         self.timers.discard(key)
+        self.erased[key] = max(ts, state.clock)
+        self._forget_old_erasures()
+
+    def _forget_old_erasures(self) -> None:
+        """Past the allowed lateness no event of the old life can arrive: drop the marker."""
+        if self.clock is None:
+            return
+        horizon = self.clock - self.pack.allowed_lateness
+        for key in [k for k, at in self.erased.items() if at < horizon]:
+            del self.erased[key]
 
     def _count(self, changes: list[SegmentChange]) -> None:
         for change in changes:
@@ -181,9 +207,10 @@ class Engine:
     # --- snapshots -----------------------------------------------------------------------------
 
     def snapshot(self) -> bytes:
-        return msgspec.msgpack.encode(Snapshot(self.clock, dict(self.states), dict(self.aliases)))
+        return msgspec.msgpack.encode(
+            Snapshot(self.clock, dict(self.states), dict(self.aliases), dict(self.erased)))
 
     @classmethod
     def restore(cls, pack: RulePack, data: bytes) -> Engine:
         snap = msgspec.msgpack.decode(data, type=Snapshot)
-        return cls(pack, states=snap.states, aliases=snap.aliases, clock=snap.clock)
+        return cls(pack, states=snap.states, aliases=snap.aliases, clock=snap.clock, erased=snap.erased)

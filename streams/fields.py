@@ -36,6 +36,10 @@ class Field:
 
 
 _ALL = frozenset(EVENT_TYPES) - {"customer_erased"}
+SEEN_CHANGED = "@seen"
+"""Pseudo event type for the envelope facts that change only now and then (device, channel,
+first_seen): an event re-evaluates rules reading them only when it actually changed one."""
+_SEEN = frozenset({SEEN_CHANGED, "identify"})
 _CART = frozenset({"add_to_cart", "remove_from_cart", "order_completed", "identify"})
 _ORDERS = frozenset({"order_completed", "identify"})
 _SPEND = frozenset({"order_completed", "order_refunded", "identify"})
@@ -47,12 +51,12 @@ def _state_fields() -> dict[str, Field]:
 
     fields = [
         f("now", TIME, "the current time (event time)", frozenset(), attr="clock"),
-        f("first_seen", TIME, "time of the customer's first event", _ALL),
+        f("first_seen", TIME, "time of the customer's first event", _SEEN),
         f("last_seen", TIME, "time of the customer's latest event", _ALL),
         f("events", NUMBER, "number of events ever applied", _ALL),
-        f("device", STRING, "device of the latest event that named one", _ALL),
-        f("channel", STRING, "traffic channel of the latest event that named one", _ALL),
-        f("first_channel", STRING, "traffic channel of the first event that named one", _ALL),
+        f("device", STRING, "device of the latest event that named one", _SEEN),
+        f("channel", STRING, "traffic channel of the latest event that named one", _SEEN),
+        f("first_channel", STRING, "traffic channel of the first event that named one", _SEEN),
         f("cart_items", NUMBER, "quantity of items in the cart", _CART),
         f("cart_skus", NUMBER, "number of distinct skus in the cart", _CART),
         f("cart_value", NUMBER, "sum of price x quantity over the cart", _CART),

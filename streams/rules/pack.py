@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streams.clock import DAY, Duration
-from streams.fields import Field
+from streams.events import EVENT_TYPES
+from streams.fields import SEEN_CHANGED, Field
 from streams.rules.expr import Expr
 
 DEFAULT_ALLOWED_LATENESS: Duration = 7 * DAY
@@ -66,11 +67,11 @@ class RulePack:
     """Everything a rule may read, to build a change's reason."""
     allowed_lateness: Duration = DEFAULT_ALLOWED_LATENESS
     directory: str = ""
-    rules_for_type: dict[str, tuple[Rule, ...]] = field(default_factory=dict)
     windows_for_type: dict[str, tuple[WindowDef, ...]] = field(default_factory=dict)
     timed_rules: tuple[Rule, ...] = ()
-    due_rules_for_type: dict[str, tuple[Rule, ...]] = field(default_factory=dict)
-    """Rules an event re-evaluates when the customer's deadline is also due: touched or timed."""
+    affected: dict[tuple[str, bool, bool], tuple[Rule, ...]] = field(default_factory=dict)
+    """(event type, deadline due, device/channel/first_seen changed) -> the rules to re-evaluate,
+    in pack order: those reading something the event can change, plus the timed ones when due."""
 
     def __post_init__(self) -> None:
         self.timed_rules = tuple(r for r in self.rules if r.timed)
@@ -86,14 +87,14 @@ class RulePack:
                 types |= set(self.windows[name.removeprefix("windows.")].events) | {"identify"}
             for event_type in types:
                 changed_by.setdefault(event_type, set()).add(name)
-        self.rules_for_type = {
-            event_type: tuple(r for r in self.rules if r.reads & names)
-            for event_type, names in changed_by.items()
-        }
-        self.due_rules_for_type = {
-            event_type: tuple(r for r in self.rules if r.timed or r in touched)
-            for event_type, touched in self.rules_for_type.items()
-        }
+        seen_names = changed_by.get(SEEN_CHANGED, set())
+        for event_type in EVENT_TYPES:
+            names = changed_by.get(event_type, set())
+            for due in (False, True):
+                for seen in (False, True):
+                    touched = names | seen_names if seen else names
+                    self.affected[event_type, due, seen] = tuple(
+                        r for r in self.rules if r.reads & touched or (due and r.timed))
 
     def rule(self, name: str) -> Rule:
         for rule in self.rules:

@@ -79,3 +79,27 @@ def test_profile_traits_merge_and_null_deletes() -> None:
     s.profile_updated("c1", 0, traits={"country": "NO", "plan": "pro"})
     s.profile_updated("c1", days(1), traits={"plan": None, "company_size": 40})
     assert s.engine.states["c1"].traits == {"country": "NO", "company_size": 40}
+
+
+def test_a_redelivered_order_after_a_long_anonymous_history_is_still_a_duplicate() -> None:
+    s = Scenario()
+    s.order_completed("c1", 0, total=600, event_id="o1")
+    for k in range(20):
+        s.page_view(None, minutes(k + 1), anonymous="v1")
+    s.identify("c1", minutes(30), anonymous="v1", event_id="id1")
+    s.order_completed("c1", 0, total=600, event_id="o1")
+    s.identify("c1", minutes(30), anonymous="v1", event_id="id1")
+    assert s.engine.states["c1"].orders == 1
+    assert s.engine.stats.duplicates == 2
+
+
+def test_an_old_event_arriving_after_erasure_does_not_bring_the_customer_back() -> None:
+    s = Scenario()
+    s.order_completed("c1", 0, total=600, event_id="o1")
+    s.customer_erased("c1", days(1))
+    s.order_completed("c1", 0, total=600, event_id="o1")  # a redelivery
+    s.page_view("c1", days(1) - 1)  # a late event of the old life
+    assert "c1" not in s.engine.states
+    assert s.engine.stats.after_erasure == 2
+    s.page_view("c1", days(1) + 1)  # a new life
+    assert s.engine.states["c1"].events == 1
