@@ -15,7 +15,7 @@ deadlines. A late event still counts at its own time, but a change it causes is 
 
 from __future__ import annotations
 
-import hashlib
+import zlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -32,7 +32,10 @@ SEEN_MAX = 16
 
 
 def event_hash(event_id: str) -> int:
-    return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "big")
+    """64 stable bits of an event id: CRC-32 and Adler-32 side by side, both C-speed and, unlike
+    ``hash()``, the same in every process (the ring is saved in the changelog)."""
+    data = event_id.encode()
+    return (zlib.crc32(data) << 32) | zlib.adler32(data)
 
 
 def seen_before(state: CustomerState, event_id: str) -> bool:

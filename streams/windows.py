@@ -66,10 +66,14 @@ def total(entries: Entries | None, now: Instant, length: Duration, aggregate: st
     if not entries:
         return None if aggregate == "max" else 0  # type: ignore[return-value]
     start = now - length
-    values = [entries[i + 1] for i in range(0, len(entries), 2) if start < entries[i] <= now]
     if aggregate == "max":
+        values = [entries[i + 1] for i in range(0, len(entries), 2) if start < entries[i] <= now]
         return max(values) if values else None  # type: ignore[return-value]
-    return sum(values)
+    result = 0.0
+    for i in range(0, len(entries), 2):
+        if start < entries[i] <= now:
+            result += entries[i + 1]
+    return result if aggregate == "sum" else int(result)
 
 
 def next_expiry(entries: Entries | None, now: Instant, length: Duration) -> Instant | None:

@@ -348,13 +348,7 @@ class _Compiler:
         if left.const and right.const:
             return _const(pyop(lf(None), rf(None)), BOOL)
 
-        def value(ctx: Any) -> bool:
-            a = lf(ctx)
-            if a is None:
-                return False
-            b = rf(ctx)
-            return b is not None and pyop(a, b)
-
+        value = _comparison(pyop, left, right)
         piece = _min_next(left.nxt, right.nxt)
         slope = left.slope - right.slope
         if not slope:
@@ -455,13 +449,7 @@ class _Compiler:
             return _const(is_and, BOOL)
         if len(parts) == 1:
             return parts[0]
-        fns = tuple(p.fn for p in parts)
-        if is_and:
-            def value(ctx: Any) -> bool:
-                return all(f(ctx) for f in fns)
-        else:
-            def value(ctx: Any) -> bool:
-                return any(f(ctx) for f in fns)
+        value = _conjunction(tuple(p.fn for p in parts)) if is_and else _disjunction(tuple(p.fn for p in parts))
         timed = [p for p in parts if p.timed]
         if not timed:
             return Expr(BOOL, value, reads=_reads(*parts))
@@ -482,6 +470,53 @@ class _Compiler:
     def _need(expr: Expr, typ: str, node: ast.AST, where: str) -> None:
         if expr.type != typ and expr.type != NULL:
             raise ExprError(Kind.TYPE_MISMATCH, f"{where} needs a {typ}, not a {expr.type}", node)
+
+
+# Specialised closures: these run for every rule on every event, so the common shapes (a field
+# against a literal, two or three parts to and/or) get a function of their own.
+
+
+def _comparison(pyop: Callable[[Any, Any], bool], left: Expr, right: Expr) -> Fn:
+    lf, rf = left.fn, right.fn
+    if right.const:
+        c = rf(None)
+        if c is None:
+            return lambda _ctx: False
+
+        def against_constant(ctx: Any) -> bool:
+            a = lf(ctx)
+            return a is not None and pyop(a, c)
+
+        return against_constant
+
+    def value(ctx: Any) -> bool:
+        a = lf(ctx)
+        if a is None:
+            return False
+        b = rf(ctx)
+        return b is not None and pyop(a, b)
+
+    return value
+
+
+def _conjunction(fns: tuple[Fn, ...]) -> Fn:
+    if len(fns) == 2:
+        f1, f2 = fns
+        return lambda ctx: bool(f1(ctx) and f2(ctx))
+    if len(fns) == 3:
+        f1, f2, f3 = fns
+        return lambda ctx: bool(f1(ctx) and f2(ctx) and f3(ctx))
+    return lambda ctx: all(f(ctx) for f in fns)
+
+
+def _disjunction(fns: tuple[Fn, ...]) -> Fn:
+    if len(fns) == 2:
+        f1, f2 = fns
+        return lambda ctx: bool(f1(ctx) or f2(ctx))
+    if len(fns) == 3:
+        f1, f2, f3 = fns
+        return lambda ctx: bool(f1(ctx) or f2(ctx) or f3(ctx))
+    return lambda ctx: any(f(ctx) for f in fns)
 
 
 def _arith_type(op: ast.operator, a: str, b: str) -> str | None:
