@@ -37,6 +37,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="move the clock to this time at the end, firing the deadlines due by then")
     replay.set_defaults(run=_replay)
 
+    worker = commands.add_parser("worker", help="run the streaming worker on Kafka",
+                                 description="The streaming worker: consumes the input topics, keeps "
+                                 "customer state in faust tables, produces segment changes. Every flag "
+                                 "has a SEGMENTER_* environment variable.")
+    from streams import settings
+
+    settings.add_arguments(worker)
+    worker.add_argument("--loglevel", default="info", choices=["crit", "error", "warn", "info", "debug"])
+    worker.set_defaults(run=_worker)
+
     rules = commands.add_parser("rules", help="work with rule files")
     rules_commands = rules.add_subparsers(dest="rules_command", metavar="SUBCOMMAND", required=True)
     validate = rules_commands.add_parser("validate", help="check rule files; list every problem")
@@ -54,6 +64,28 @@ def _replay(args: argparse.Namespace) -> int:
         print(f"segmenter replay: no such file: {args.file}", file=sys.stderr)
         return 2
     replay_file(pack, args.file, until=args.until)
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    import asyncio
+
+    import faust
+
+    from streams import settings
+    from streams.rules.load import load_pack
+    from streams.worker import Worker
+
+    config = settings.load(args)
+    try:
+        pack = load_pack(config.rules)
+    except RuleError as error:
+        print(f"segmenter worker: refusing to start: the rules in {config.rules} are invalid\n{error}",
+              file=sys.stderr)
+        return 1
+    worker = Worker(config, pack)
+    asyncio.run(worker.ensure_topics())
+    faust.Worker(worker.app, loglevel=args.loglevel, quiet=True).execute_from_commandline()
     return 0
 
 

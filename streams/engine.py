@@ -81,7 +81,11 @@ class Engine:
             result.where = where
         return result
 
-    def process(self, event: Envelope, raw: bytes = b"") -> list[SegmentChange] | BadEvent:
+    def process(self, event: Envelope, raw: bytes = b"", *, key: str | None = None,
+                merged: tuple[str, CustomerState | None] | None = None) -> list[SegmentChange] | BadEvent:
+        """Apply one event. The live worker, whose customers live on different partitions, passes
+        ``key`` for an anonymous event it routed to its customer, and ``merged`` (the visitor's id
+        and record, fetched from the visitor's partition) with an ``identify``."""
         ts = event.instant
         pack = self.pack
         if self.clock is not None and ts < self.clock - pack.allowed_lateness:
@@ -92,7 +96,9 @@ class Engine:
                 raw, event_id=event.event_id)
         changes = self.advance(ts, inclusive=False)
         tag = type_of(event)
-        if event.customer_id is not None:
+        if key is not None:
+            identified = True
+        elif event.customer_id is not None:
             key, identified = event.customer_id, True
         else:
             anon = event.anonymous_id or ""
@@ -119,7 +125,7 @@ class Engine:
         evaluate_all = fresh or (identified and not state.identified)
         state.identified = state.identified or identified
         if tag == "identify":
-            self._merge(key, state, event.anonymous_id or "")
+            self._merge(key, state, event.anonymous_id or "", merged)
             evaluate_all = True
         new = core.apply_event(pack, key, state, event, tag, ts, evaluate_all=evaluate_all)
         self.states[key] = state
@@ -169,9 +175,10 @@ class Engine:
 
     # --- identity and erasure ------------------------------------------------------------------
 
-    def _merge(self, key: str, state: CustomerState, anon: str) -> None:
+    def _merge(self, key: str, state: CustomerState, anon: str,
+               merged: tuple[str, CustomerState | None] | None) -> None:
         if anon and anon != key:
-            other = self.states.pop(anon, None)
+            other = merged[1] if merged is not None else self.states.pop(anon, None)
             if other is not None:
                 core.merge(self.pack, state, other, anon)
                 self.timers.discard(anon)

@@ -1,0 +1,73 @@
+"""Putting events on Kafka the way SPEC §1 says producers do: by type to the clickstream,
+transactions or profiles topic, keyed by customer id (or visitor id before login).
+
+Used by ``segmenter simulate --kafka``, the demo, the tests and the benchmarks. Lines that are
+not valid events still go out (to the clickstream topic), since the worker must meet them too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import msgspec
+from aiokafka import AIOKafkaProducer
+
+from streams.events import PROFILE_TYPES, TRANSACTION_TYPES
+
+
+class _Routing(msgspec.Struct):
+    type: Any = None
+    customer_id: Any = None
+    anonymous_id: Any = None
+
+
+_routing = msgspec.json.Decoder(_Routing)
+
+
+def route(raw: bytes, topics: tuple[str, str, str]) -> tuple[str, bytes | None]:
+    """(topic, key) for one JSON line; ``topics`` is (clickstream, transactions, profiles)."""
+    try:
+        head = _routing.decode(raw)
+    except msgspec.DecodeError:
+        return topics[0], None
+    key = head.customer_id if isinstance(head.customer_id, str) else head.anonymous_id
+    topic = topics[1] if head.type in TRANSACTION_TYPES else topics[2] if head.type in PROFILE_TYPES else topics[0]
+    return topic, key.encode() if isinstance(key, str) else None
+
+
+async def produce(lines: Iterable[bytes], *, bootstrap_servers: str, topics: tuple[str, str, str],
+                  rate: float | None = None, on_progress: Callable[[int], None] | None = None,
+                  **kafka: Any) -> int:
+    """Send every line; at ``rate`` events per second when given, else as fast as possible."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=True,
+                                linger_ms=10, max_batch_size=1 << 20, **kafka)
+    await producer.start()
+    sent = 0
+    started = time.monotonic()
+    pending: list[asyncio.Future[Any]] = []
+    try:
+        for line in lines:
+            raw = line.rstrip(b"\r\n")
+            if not raw:
+                continue
+            topic, key = route(raw, topics)
+            pending.append(await producer.send(topic, raw, key=key))
+            sent += 1
+            if len(pending) >= 10_000:
+                await asyncio.gather(*pending)
+                pending.clear()
+            if rate:
+                ahead = sent / rate - (time.monotonic() - started)
+                if ahead > 0.005:
+                    await asyncio.sleep(ahead)
+            if on_progress is not None and sent % 1000 == 0:
+                on_progress(sent)
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    if on_progress is not None:
+        on_progress(sent)
+    return sent

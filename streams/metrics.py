@@ -1,0 +1,29 @@
+"""Prometheus metrics of a worker, in a registry of its own (several workers may share a process in tests)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.events_in = Counter("segmenter_events_in", "Messages read, by topic", ["topic"], registry=r)
+        self.bad_events = Counter("segmenter_bad_events", "Messages sent to the dead-letter topic", ["topic"],
+                                  registry=r)
+        self.duplicates = Counter("segmenter_duplicate_events", "Events dropped as exact duplicates", registry=r)
+        self.changes = Counter("segmenter_changes", "Segment changes emitted", ["segment", "change"], registry=r)
+        self.segment_size = Gauge("segmenter_segment_size", "Members per segment on this worker", ["segment"],
+                                  registry=r)
+        self.lag = Gauge("segmenter_consumer_lag", "Messages behind the end of each input partition",
+                         ["topic", "partition"], registry=r)
+        self.timers = Gauge("segmenter_timer_backlog", "Customers with a pending time-triggered deadline",
+                            registry=r)
+        self.batch_seconds = Histogram("segmenter_batch_seconds", "Time to evaluate one batch of events "
+                                       "(decode, rules, state), excluding Kafka I/O", registry=r,
+                                       buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+        self.partitions = Gauge("segmenter_partitions", "Input partitions this worker owns", registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,578 @@
+"""The live driver: the engine on Kafka, as a faust app.
+
+faust does what it does well: consumer-group membership and partition assignment, tables
+with changelogs restored on rebalance (RocksDB by default), standby replicas, the web server
+and timers. The hot path does not go through faust's per-message stream machinery: the input
+topics are one channel whose buffer this module drains in batches, grouped by partition. One
+:class:`~streams.engine.Engine` per partition (its clock is the partition's event time) applies
+the batch; then, in this order,
+
+1. segment changes, dead letters and identity hand-offs are produced, and awaited (acks=all,
+   idempotent producer),
+2. each changed customer is written once to the table (one changelog record per customer per
+   batch), with the partition's last applied offsets,
+3. the batch's messages are acked, so faust commits their offsets.
+
+A crash between 1 and 2 re-produces the same changes with the same change_ids (at-least-once:
+consumers drop them by id); a crash between 2 and 3 re-delivers events that the recorded
+offsets skip. No event is acked before its effects are durable, and one bad message is a dead
+letter, never a stopped worker.
+
+Identity: events are keyed by customer id, or by visitor id before login, so a visitor's record
+and its customer's may live on different partitions. An ``identify`` (keyed by customer) goes
+to the visitor's partition through the internal ``<app_id>-identity`` topic as a *link*; that
+partition records the alias, removes the visitor's record and sends it back as a *merge* to
+the customer's partition, which applies the ``identify``. Later visitor-only events are
+*routed* to the customer the same way, and erasure sends an *unlink*.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import faust
+import msgspec
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from faust.serializers import codecs
+from faust.types import TP
+
+from streams import state as state_codec
+from streams.alignment import BEHIND, CAUGHT_UP, UNKNOWN, Aligner
+from streams.changes import SegmentChange
+from streams.changes import encode as encode_change
+from streams.clock import SECOND
+from streams.engine import Engine
+from streams.errors import SegmenterError
+from streams.events import BadEvent, Envelope, decode, type_of
+from streams.livestore import PartitionView, in_partition, partition_of
+from streams.metrics import Metrics
+from streams.rules.pack import RulePack
+from streams.settings import WorkerSettings
+from streams.state import CustomerState
+
+log = logging.getLogger("segmenter.worker")
+
+
+class _StateCodec(codecs.Codec):
+    """Customer records in the table and its changelog: msgpack arrays through msgspec."""
+
+    def _dumps(self, obj: Any) -> bytes:
+        return state_codec.encode(obj)
+
+    def _loads(self, s: bytes) -> Any:
+        return state_codec.decode(s)
+
+
+class _Utf8Codec(codecs.Codec):
+    def _dumps(self, obj: Any) -> bytes:
+        return obj.encode() if isinstance(obj, str) else bytes(obj)
+
+    def _loads(self, s: bytes) -> Any:
+        return s.decode()
+
+
+codecs.register("segmenter-state", _StateCodec())
+codecs.register("segmenter-utf8", _Utf8Codec())
+
+
+# --- identity hand-offs between partitions ------------------------------------------------------
+
+
+class Link(msgspec.Struct, tag="link"):
+    anon: str
+    customer: str
+    event: bytes
+    ts: int
+    """Event time of the carried event: hand-offs take their turn in event-time order."""
+
+
+class Merge(msgspec.Struct, tag="merge"):
+    anon: str
+    customer: str
+    state: bytes | None
+    event: bytes
+    ts: int
+    """Event time of the carried event: hand-offs take their turn in event-time order."""
+
+
+class Route(msgspec.Struct, tag="route"):
+    customer: str
+    event: bytes
+    ts: int
+    """Event time of the carried event: hand-offs take their turn in event-time order."""
+
+
+class Unlink(msgspec.Struct, tag="unlink"):
+    anon: str
+
+
+Handoff = Link | Merge | Route | Unlink
+_handoff_encoder = msgspec.msgpack.Encoder()
+_handoff_decoder = msgspec.msgpack.Decoder(Handoff)
+
+
+def _decode_handoff(raw: bytes) -> Handoff | None:
+    try:
+        return _handoff_decoder.decode(raw)
+    except msgspec.DecodeError:
+        return None
+
+
+class AliasView(PartitionView[str]):
+    """Visitor -> customer aliases of one partition. An alias of a visitor kept on another
+    partition is that partition's to change: removing it there is an :class:`Unlink` hand-off."""
+
+    def __init__(self, table: Any, partition: int, partitions: int, outbox: Outbox) -> None:
+        super().__init__(table, partition, partitions)
+        self.outbox = outbox
+
+    def __setitem__(self, key: str, value: str) -> None:
+        if self.local(key):
+            super().__setitem__(key, value)
+
+    def pop(self, key: str, default: Any = None) -> Any:
+        if not self.local(key):
+            self.outbox.handoff(key, Unlink(key))
+            return default
+        value = self.get(key)
+        if value is not None:
+            del self[key]
+        return value if value is not None else default
+
+
+class Outbox:
+    """Everything one batch produces, sent together and awaited before the batch is committed."""
+
+    def __init__(self, settings: WorkerSettings, metrics: Metrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.records: list[tuple[str, bytes | None, bytes, list[tuple[str, bytes]] | None]] = []
+
+    def change(self, change: SegmentChange) -> None:
+        value = encode_change(change)
+        key = change.customer_id.encode()
+        topic = self.settings.changes_topic
+        self.records.append((topic, key, value, None))
+        if self.settings.segment_topics:
+            self.records.append((f"{topic}.{change.segment}", key, value, None))
+        if self.settings.channel_topics:
+            consent = change.consent
+            for channel, granted in (("email", consent.email), ("sms", consent.sms), ("push", consent.push)):
+                if granted:
+                    self.records.append((f"{topic}.{channel}", key, value, None))
+        self.metrics.changes.labels(change.segment, change.change).inc()
+
+    def dead_letter(self, message: Any, reason: str) -> None:
+        headers = [
+            ("segmenter-reason", reason.encode()),
+            ("segmenter-source-topic", str(message.topic).encode()),
+            ("segmenter-source-partition", str(message.partition).encode()),
+            ("segmenter-source-offset", str(message.offset).encode()),
+        ]
+        raw = message.value if isinstance(message.value, bytes) else b""
+        self.records.append((self.settings.dead_letter_topic, message.key, raw, headers))
+        self.metrics.bad_events.labels(message.topic).inc()
+
+    def handoff(self, key: str, handoff: Handoff) -> None:
+        self.records.append((self.settings.identity_topic, key.encode(), _handoff_encoder.encode(handoff), None))
+
+    async def send(self, producer: AIOKafkaProducer) -> None:
+        if not self.records:
+            return
+        futures = [await producer.send(topic, value, key=key, headers=headers)
+                   for topic, key, value, headers in self.records]
+        await asyncio.gather(*futures)
+        self.records.clear()
+
+
+class Worker:
+    """The faust app and the batch pipeline around one Engine per owned partition."""
+
+    def __init__(self, settings: WorkerSettings, pack: RulePack) -> None:
+        self.settings = settings
+        self.pack = pack
+        self.metrics = Metrics()
+        self.app = self._make_app()
+        self.customers = self._table("customers", "segmenter-state")
+        self.aliases = self._table("aliases", "segmenter-utf8")
+        self.progress = self._table("progress", "segmenter-utf8")
+        self.source_topics = [*settings.input_topics, settings.identity_topic]
+        self.channel = faust.Topic(self.app, topics=self.source_topics, key_serializer="raw",
+                                   value_serializer="raw", is_iterator=True,
+                                   maxsize=max(4 * settings.batch_max, 4096))
+        self.engines: dict[int, Engine] = {}
+        self.applied: dict[tuple[str, int], int] = {}
+        """(topic, partition) -> offset of the last message applied, as saved with the state."""
+        self.received: dict[tuple[str, int], int] = {}
+        self.awaiting_merge: set[str] = set()
+        """Customers (and their visitor ids) whose identify went out as a Link and is not back yet."""
+        self.aligner = Aligner([*settings.input_topics, settings.identity_topic], self._progress, max_wait=settings.align_wait,
+                               max_wait_behind=30.0, max_buffered=50 * settings.batch_max,
+                               bypass=settings.identity_topic)
+        self.outboxes: dict[int, Outbox] = {}
+        self.last_input: dict[int, tuple[float, int]] = {}
+        """partition -> (wall time, partition clock) at its latest input, for idle ticks."""
+        self.lock = asyncio.Lock()
+        self.producer: AIOKafkaProducer | None = None
+        self.ready = asyncio.Event()
+        self._register()
+
+    # --- app -------------------------------------------------------------------------------
+
+    def _make_app(self) -> faust.App:
+        s = self.settings
+        Path(s.data_dir).mkdir(parents=True, exist_ok=True)
+        options: dict[str, Any] = {}
+        if s.security_protocol != "PLAINTEXT":
+            options["broker_credentials"] = self._credentials()
+        return faust.App(
+            s.app_id,
+            broker=[f"kafka://{server.strip()}" for server in s.bootstrap_servers.split(",")],
+            store="rocksdb://" if s.store == "rocksdb" else "memory://",
+            datadir=s.data_dir,
+            topic_partitions=s.partitions,
+            table_standby_replicas=s.standby_replicas,
+            producer_acks=-1,
+            consumer_auto_offset_reset="earliest",
+            broker_max_poll_records=max(s.batch_max, 500),
+            stream_buffer_maxsize=max(4 * s.batch_max, 4096),
+            web_enabled=True,
+            web_bind=s.web_host,
+            web_port=s.web_port,
+            web_tables_enabled=False,  # it would serve customer data to anyone who asks
+            web_graph_enabled=False,
+            web_stats_enabled=False,
+            web_metrics_enabled=False,
+            **options,
+        )
+
+    def _table(self, name: str, value_serializer: str) -> Any:
+        table: Any = self.app.Table(name, partitions=self.settings.partitions)
+        # faust derives a table's serializers from key_type/value_type (JSON for anything but
+        # bytes); ours are msgspec codecs, set before the store and changelog topic exist.
+        table.key_serializer = "segmenter-utf8"
+        table.value_serializer = value_serializer
+        return table
+
+    def _credentials(self) -> Any:
+        s = self.settings
+        security = s.kafka_security()
+        if "SASL" in s.security_protocol:
+            return faust.SASLCredentials(username=s.sasl_username, password=s.sasl_password,
+                                         mechanism=s.sasl_mechanism, ssl_context=security.get("ssl_context"))
+        return security["ssl_context"]
+
+    def _register(self) -> None:
+        app = self.app
+        app.topics.add(self.channel)
+        app.task(self._pipeline)
+        app.timer(self.settings.tick_interval)(self._tick)
+        self.customers.on_recover(self._on_recover)
+        app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
+        from streams import web
+
+        web.register(self)
+
+    # --- partitions ---------------------------------------------------------------------------
+
+    def owned_partitions(self) -> set[int]:
+        first = self.settings.clickstream_topic
+        return {tp.partition for tp in self.app.consumer.assignment() if tp.topic == first}
+
+    def engine_for(self, partition: int) -> Engine:
+        engine = self.engines.get(partition)
+        if engine is None:
+            n = self.settings.partitions
+            outbox = self.outboxes.setdefault(partition, Outbox(self.settings, self.metrics))
+            with self.writing(partition):
+                states: PartitionView[CustomerState] = PartitionView(self.customers, partition, n)
+                engine = Engine(self.pack, states=states, aliases=AliasView(self.aliases, partition, n, outbox))
+                for topic in self.source_topics:
+                    recorded = self.progress.get(f"{topic}#{partition}")
+                    if recorded is not None:
+                        self.applied[topic, partition] = int(recorded)
+            self.engines[partition] = engine
+            log.info("partition %d: %d timers, segment sizes %s", partition, len(engine.timers),
+                     dict(engine.sizes))
+        return engine
+
+    def writing(self, partition: int) -> Any:
+        return in_partition(self.app, self.settings.clickstream_topic, partition)
+
+    async def _on_recover(self) -> None:
+        async with self.lock:
+            owned = self.owned_partitions()
+            for partition in list(self.engines):
+                if partition not in owned:
+                    self._drop(partition)
+            for partition in sorted(owned):
+                self.engine_for(partition)
+            self.metrics.partitions.set(len(owned))
+            self.ready.set()
+
+    async def _on_revoked(self, app: Any, revoked: set[Any], **_: Any) -> None:
+        async with self.lock:
+            for tp in revoked:
+                if tp.topic == self.settings.clickstream_topic:
+                    self._drop(tp.partition)
+
+    def _drop(self, partition: int) -> None:
+        self.engines.pop(partition, None)
+        self.aligner.drop(partition)
+        self.last_input.pop(partition, None)
+        for key in [k for k in self.applied if k[1] == partition]:
+            del self.applied[key]
+        for key in [k for k in self.received if k[1] == partition]:
+            del self.received[key]
+
+    # --- the hot path -------------------------------------------------------------------------
+
+    async def _pipeline(self) -> None:
+        s = self.settings
+        self.producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, acks="all",
+                                         enable_idempotence=True, linger_ms=5,
+                                         max_batch_size=1 << 20, **s.kafka_security())
+        await self.producer.start()
+        try:
+            queue = self.channel.queue
+            batch_max = s.batch_max
+            while True:
+                batch = [await queue.get()]
+                while len(batch) < batch_max and not queue.empty():
+                    batch.append(queue.get_nowait())
+                async with self.lock:
+                    await self.handle(batch)
+        finally:
+            await self.producer.stop()
+
+    async def handle(self, batch: list[Any]) -> None:
+        """Take in a batch from the channel; apply what alignment releases; commit; ack."""
+        started = time.perf_counter()
+        identity = self.settings.identity_topic
+        for event in batch:
+            message = event.message
+            self.metrics.events_in.labels(message.topic).inc()
+            if message.offset <= self.applied.get((message.topic, message.partition), -1):
+                event.ack()  # applied before a restart; its effects are already in the table
+                continue
+            self.received[message.topic, message.partition] = message.offset
+            raw = message.value if isinstance(message.value, bytes) else b""
+            if message.topic == identity:
+                handoff = _decode_handoff(raw)
+                self.aligner.push(message.partition, message.topic, getattr(handoff, "ts", None), (event, handoff))
+                continue
+            decoded = decode(raw, max_bytes=self.settings.max_event_bytes)
+            ts = None if isinstance(decoded, BadEvent) else decoded.instant
+            self.aligner.push(message.partition, message.topic, ts, (event, decoded))
+        await self._apply_released(started)
+
+    async def _apply_released(self, started: float) -> None:
+        identity = self.settings.identity_topic
+        wall = time.time()
+        done: list[Any] = []
+        touched = []
+        for partition in sorted(self.aligner.partitions()):
+            engine = self.engine_for(partition)
+            outbox = self.outboxes[partition]
+            with self.writing(partition):
+                ready = self.aligner.release(partition, wall, self._held)
+                for event, decoded in ready:
+                    if event.message.topic == identity:
+                        self._handoff(partition, engine, outbox, decoded)
+                    else:
+                        self._apply(partition, engine, outbox, event.message, decoded)
+                    self.applied[event.message.topic, partition] = event.message.offset
+                    done.append(event)
+            if ready:
+                self.last_input[partition] = (wall, engine.clock or 0)
+                touched.append(partition)
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        if touched:
+            await self._commit(touched)
+        for event in done:
+            event.ack()
+
+    def _held(self, item: tuple[Any, Any]) -> bool:
+        """An event of a customer whose identify is still travelling waits for its merge, so the
+        customer's events apply in the order replay applies them."""
+        event = item[1]
+        if not self.awaiting_merge or not isinstance(event, Envelope):
+            return False
+        return (event.customer_id or event.anonymous_id) in self.awaiting_merge
+
+    def _progress(self, topic: str, partition: int) -> int:
+        """Whether a topic partition is read to its end, as far as the last fetch knows."""
+        high = self.app.consumer.highwater(TP(topic, partition))
+        if high is None:
+            return UNKNOWN
+        read = self.received.get((topic, partition), self.applied.get((topic, partition), -1))
+        return CAUGHT_UP if read + 1 >= high else BEHIND
+
+    async def _commit(self, partitions: list[int]) -> None:
+        """Produce the partitions' outboxes, then write their state: steps 1 and 2 above."""
+        assert self.producer is not None
+        for partition in partitions:
+            await self.outboxes[partition].send(self.producer)
+        for partition in partitions:
+            engine = self.engines.get(partition)
+            if engine is None:
+                continue
+            with self.writing(partition):
+                engine.states.flush()  # type: ignore[attr-defined]
+                engine.aliases.flush()  # type: ignore[attr-defined]
+                for topic in self.source_topics:
+                    offset = self.applied.get((topic, partition))
+                    if offset is not None:
+                        self.progress[f"{topic}#{partition}"] = str(offset)
+        self._gauges()
+
+    def _apply(self, partition: int, engine: Engine, outbox: Outbox, message: Any,
+               event: Envelope | BadEvent) -> None:
+        if isinstance(event, BadEvent):
+            outbox.dead_letter(message, event.reason)
+            return
+        duplicates = engine.stats.duplicates
+        self._route(partition, engine, outbox, event, message.value, message)
+        if engine.stats.duplicates != duplicates:
+            self.metrics.duplicates.inc()
+
+    def _route(self, partition: int, engine: Engine, outbox: Outbox, event: Envelope, raw: bytes,
+               message: Any) -> None:
+        n = self.settings.partitions
+        tag = type_of(event)
+        anon = event.anonymous_id
+        if tag == "identify" and anon and anon != event.customer_id and partition_of(anon, n) != partition:
+            outbox.handoff(anon, Link(anon, event.customer_id or "", raw, event.instant))
+            self.awaiting_merge.update((event.customer_id or "", anon))
+            return
+        if event.customer_id is None and anon:
+            customer = engine.aliases.get(anon)
+            if customer is not None and partition_of(customer, n) != partition:
+                outbox.handoff(customer, Route(customer, raw, event.instant))
+                return
+        self._emit(outbox, message, engine.process(event, raw))
+
+    def _handoff(self, partition: int, engine: Engine, outbox: Outbox, handoff: Handoff | None) -> None:
+        if handoff is None:
+            log.error("partition %d: unreadable identity hand-off skipped", partition)
+            return
+        match handoff:
+            case Link(anon, customer, event, ts):
+                visitor = engine.states.pop(anon, None)
+                engine.timers.discard(anon)
+                engine.aliases[anon] = customer
+                outbox.handoff(customer, Merge(anon, customer, None if visitor is None else
+                                               state_codec.encode(visitor), event, ts))
+            case Merge(anon, customer, state, event, _):
+                self.awaiting_merge.difference_update((customer, anon))
+                decoded = decode(event)
+                if isinstance(decoded, Envelope):
+                    visitor = None if state is None else state_codec.decode(state)
+                    self._emit(outbox, None, engine.process(decoded, event, merged=(anon, visitor)))
+            case Route(customer, event, _):
+                decoded = decode(event)
+                if isinstance(decoded, Envelope):
+                    self._emit(outbox, None, engine.process(decoded, event, key=customer))
+            case Unlink(anon):
+                engine.aliases.pop(anon, None)
+                engine.states.pop(anon, None)
+
+    def _emit(self, outbox: Outbox, message: Any, result: list[SegmentChange] | BadEvent) -> None:
+        if isinstance(result, BadEvent):
+            if message is not None:
+                outbox.dead_letter(message, result.reason)
+            return
+        for change in result:
+            outbox.change(change)
+
+    # --- time ------------------------------------------------------------------------------------
+
+    async def _tick(self) -> None:
+        """Idle partitions: their clock follows the wall clock, so deadlines fire on time."""
+        if self.producer is None:
+            return
+        async with self.lock:
+            if self.aligner.buffered:
+                await self._apply_released(time.perf_counter())
+            wall = time.time()
+            due = []
+            for partition, engine in self.engines.items():
+                last = self.last_input.get(partition)
+                if last is None or wall - last[0] < self.settings.idle_after:
+                    continue
+                target = last[1] + int((wall - last[0]) * SECOND)
+                with self.writing(partition):
+                    changes = engine.tick(target)
+                for change in changes:
+                    self.outboxes[partition].change(change)
+                if changes or engine.states.dirty:  # type: ignore[attr-defined]
+                    due.append(partition)
+            if due:
+                await self._commit(due)
+            self._lag()
+
+    # --- topics and gauges --------------------------------------------------------------------
+
+    async def ensure_topics(self) -> None:
+        """Create missing topics with the configured partitions; refuse a mismatch, since
+        customers are placed on partitions by key and every topic must agree. Runs before
+        faust starts, so its first subscription finds them."""
+        s = self.settings
+        admin = AIOKafkaAdminClient(bootstrap_servers=s.bootstrap_servers, **s.kafka_security())
+        await admin.start()
+        try:
+            wanted = [*s.input_topics, s.identity_topic, s.changes_topic, s.dead_letter_topic]
+            present = set(await admin.list_topics())  # describe_topics could auto-create them
+            existing = {t["topic"]: len(t["partitions"])
+                        for t in await admin.describe_topics([t for t in wanted if t in present])}
+            for topic in [*s.input_topics, s.identity_topic]:
+                if topic in existing and existing[topic] != s.partitions:
+                    raise SegmenterError(
+                        f"topic {topic!r} has {existing[topic]} partitions but the worker is set to "
+                        f"{s.partitions}; set --partitions {existing[topic]} (all input topics must agree)")
+            missing = [NewTopic(t, s.partitions, 1) for t in wanted if t not in existing]
+            if missing:
+                response = await admin.create_topics(missing)
+                for topic, code, *_ in getattr(response, "topic_errors", []):
+                    if code not in (0, 36):  # 36: created meanwhile by another worker
+                        raise SegmenterError(f"could not create topic {topic!r}: Kafka error {code}")
+        finally:
+            await admin.close()
+
+    def _gauges(self) -> None:
+        sizes: dict[str, int] = defaultdict(int)
+        timers = 0
+        for e in self.engines.values():
+            timers += len(e.timers)
+            for segment, size in e.sizes.items():
+                sizes[segment] += size
+        for segment, size in sizes.items():
+            self.metrics.segment_size.labels(segment).set(size)
+        self.metrics.timers.set(timers)
+
+    def _lag(self) -> None:
+        consumer = self.app.consumer
+        for tp in consumer.assignment():
+            if tp.topic not in self.source_topics:
+                continue
+            high = consumer.highwater(tp)
+            done = self.applied.get((tp.topic, tp.partition))
+            if high is not None:
+                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(high - (done + 1 if done is not None else 0), 0))
+
+    def segment_sizes(self) -> dict[str, int]:
+        sizes: dict[str, int] = defaultdict(int)
+        for engine in self.engines.values():
+            for segment, size in engine.sizes.items():
+                sizes[segment] += size
+        return dict(sorted(sizes.items()))
+
+    def iter_engines(self) -> Iterator[tuple[int, Engine]]:
+        return iter(sorted(self.engines.items()))
