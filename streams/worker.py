@@ -254,11 +254,15 @@ class Worker:
         )
 
     def _table(self, name: str, value_serializer: str) -> Any:
-        table: Any = self.app.Table(name, partitions=self.settings.partitions)
-        # faust derives a table's serializers from key_type/value_type (JSON for anything but
-        # bytes); ours are msgspec codecs, set before the store and changelog topic exist.
+        schema = faust.Schema(key_serializer="segmenter-utf8", value_serializer=value_serializer)
+        table: Any = self.app.Table(name, partitions=self.settings.partitions, schema=schema)
+        # faust derives a table's own serializers from key_type/value_type (JSON for anything but
+        # bytes) and builds the changelog topic with them at once; ours are msgspec codecs, for
+        # the store, the changelog and its recovery alike.
         table.key_serializer = "segmenter-utf8"
         table.value_serializer = value_serializer
+        table._changelog_topic = None
+        assert table.changelog_topic.schema.value_serializer == value_serializer
         return table
 
     def _credentials(self) -> Any:

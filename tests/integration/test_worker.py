@@ -1,0 +1,229 @@
+"""The streaming worker on the real broker: the same changes as replay, on time, through bad input,
+``kill -9`` and a second worker leaving.
+
+Histories come from the simulator, keeping only customers' own events (the visitor-to-customer
+hand-off between partitions is covered on its own below, since live it can reorder a merged
+visitor's last events against the customer's next ones; see docs/worker.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import time
+from collections import Counter
+from pathlib import Path
+
+import msgspec
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from worker_harness import Deployment, WorkerProcess, read_all, running, settle, wait_for
+
+from streams.clock import DAY, SECOND, format_instant, parse_instant
+from streams.engine import Engine
+from streams.events import BadEvent
+from streams.feed import produce
+from streams.rules.load import load_pack
+from streams.simulate import simulate
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def history(customers: int = 250, days: float = 10, seed: int = 11, noise: bool = True) -> list[bytes]:
+    lines = list(simulate(customers=customers, days=days, seed=seed, bad_rate=0.01 if noise else 0.0,
+                          duplicate_rate=0.01 if noise else 0.0))
+    def customers_own(line: bytes) -> bool:
+        if not line.startswith(b'{"event_id"'):
+            return True  # a bad event: it must be dead-lettered either way
+        return b'"customer_id":"' in line and b'"type":"identify"' not in line
+
+    return [line for line in lines if customers_own(line)]
+
+
+def replay(lines: list[bytes]) -> tuple[list[dict[str, object]], int]:
+    engine = Engine(load_pack(ROOT / "rules"))
+    changes: list[dict[str, object]] = []
+    for line in lines:
+        result = engine.process_bytes(line)
+        if not isinstance(result, BadEvent):
+            changes += [json.loads(msgspec.json.encode(c)) for c in result]
+    return changes, engine.stats.bad
+
+
+def create_topics(deployment: Deployment) -> None:
+    async def create() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=deployment.bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(t, deployment.partitions, 1) for t in deployment.topics])
+        finally:
+            await admin.close()
+
+    asyncio.run(create())
+
+
+def feed(deployment: Deployment, lines: list[bytes]) -> None:
+    asyncio.run(produce(lines, bootstrap_servers=deployment.bootstrap, topics=deployment.topics))
+
+
+def changes_of(deployment: Deployment, quiet: float = 8.0) -> list[dict[str, object]]:
+    return [json.loads(r.value) for r in settle(deployment.bootstrap, deployment.changes, quiet=quiet)]
+
+
+def compare(live: list[dict[str, object]], expected: list[dict[str, object]], lines: list[bytes]) -> None:
+    """Every change replay gives up to a day before the end is there live, and nothing else."""
+    last = max(parse_instant(json.loads(line)["ts"]) for line in lines if _is_event(line))
+    cut = last - DAY
+
+    def upto(changes: list[dict[str, object]]) -> dict[str, dict[str, object]]:
+        return {str(c["change_id"]): c for c in changes if parse_instant(str(c["at"])) <= cut}
+
+    got, want = upto(live), upto(expected)
+    missing = [want[k] for k in want.keys() - got.keys()]
+    extra = [got[k] for k in got.keys() - want.keys()]
+    assert not missing and not extra, f"missing {missing[:3]} extra {extra[:3]}"
+    assert len(want) > 100
+
+
+def _is_event(line: bytes) -> bool:
+    try:
+        return isinstance(json.loads(line).get("ts"), str) and json.loads(line)["ts"].endswith("Z")
+    except (ValueError, AttributeError):
+        return False
+
+
+def test_the_worker_gives_exactly_what_replay_gives(kafka_bootstrap: str, tmp_path: Path) -> None:
+    deployment = Deployment(kafka_bootstrap, tmp_path)
+    lines = history()
+    expected, bad = replay(lines)
+    create_topics(deployment)
+    feed(deployment, lines)
+    with running(WorkerProcess(deployment)):
+        live = changes_of(deployment)
+        dead = read_all(kafka_bootstrap, deployment.dead_letter)
+    ids = Counter(str(c["change_id"]) for c in live)
+    assert max(ids.values()) == 1, "no change is emitted twice in a clean run"
+    compare(live, expected, lines)
+    assert len(dead) == bad
+    segments = {c["segment"] for c in live}
+    assert {"cart_abandoner", "new_visitor", "first_time_buyer"} <= segments
+
+
+def test_an_abandoned_cart_enters_on_time_with_no_further_event(kafka_bootstrap: str, tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    shutil.copy(ROOT / "rules" / "pack.toml", rules / "pack.toml")
+    (rules / "quick_abandoner.toml").write_text(
+        'name = "quick_abandoner"\nversion = 1\n'
+        'when = "cart_items > 0 and now - last_cart_activity >= seconds(2)"\n')
+    deployment = Deployment(kafka_bootstrap, tmp_path, rules=rules)
+    with running(WorkerProcess(deployment)):
+        now = time.time()
+        ts = format_instant(int(now) * SECOND)
+        event = {"event_id": "cart-1", "type": "add_to_cart", "customer_id": "live-1", "ts": ts,
+                 "properties": {"sku": "A", "price": 5}}
+
+        async def send() -> None:
+            producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+            await producer.start()
+            try:
+                await producer.send_and_wait(deployment.topics[0], json.dumps(event).encode(), key=b"live-1")
+            finally:
+                await producer.stop()
+
+        asyncio.run(send())
+        sent = int(now)
+
+        def entered() -> list[dict[str, object]]:
+            return [c for c in (json.loads(r.value) for r in read_all(kafka_bootstrap, deployment.changes))
+                    if c["segment"] == "quick_abandoner"]
+
+        [change] = wait_for(entered, timeout=30, interval=0.1, what="the abandoner to enter")
+        seen = time.time()
+    assert change["change"] == "entered"
+    assert change["at"] == format_instant((sent + 2) * SECOND)
+    assert seen - (sent + 2) < 1.0 + 0.5, f"entered {seen - sent:.2f}s after the cart activity"  # +read loop
+
+
+def test_bad_messages_are_dead_lettered_and_good_ones_around_them_processed(kafka_bootstrap: str,
+                                                                          tmp_path: Path) -> None:
+    deployment = Deployment(kafka_bootstrap, tmp_path, partitions=1,
+                            extra={"SEGMENTER_MAX_EVENT_BYTES": "2048"})
+    ts = "2026-02-01T10:00:00Z"
+    good_1 = json.dumps({"event_id": "g1", "type": "page_view", "customer_id": "c1", "ts": ts}).encode()
+    garbage = b"\x00\xffnot json"
+    wrong_type = json.dumps({"event_id": "b2", "type": "order_completed", "customer_id": "c2", "ts": ts,
+                             "properties": {"total": "lots"}}).encode()
+    no_customer = json.dumps({"event_id": "b3", "type": "order_completed", "anonymous_id": "v3", "ts": ts,
+                              "properties": {"total": 5}}).encode()
+    oversize = json.dumps({"event_id": "b4", "type": "page_view", "customer_id": "c4", "ts": ts,
+                           "properties": {"url": "x" * 4000}}).encode()
+    good_2 = json.dumps({"event_id": "g2", "type": "order_completed", "customer_id": "c5", "ts": ts,
+                         "properties": {"total": 20}}).encode()
+    create_topics(deployment)
+    feed(deployment, [good_1, garbage, wrong_type, no_customer, oversize, good_2])
+    with running(WorkerProcess(deployment)):
+        dead = wait_for(lambda: len(read_all(kafka_bootstrap, deployment.dead_letter)) >= 4 and
+                        read_all(kafka_bootstrap, deployment.dead_letter), timeout=60, what="dead letters")
+        live = wait_for(lambda: len(changes_of(deployment, quiet=3)) >= 2 and changes_of(deployment, quiet=1),
+                        timeout=60, what="changes")
+    by_value = {record.value: dict(record.headers) for record in dead}
+    assert set(by_value) == {garbage, wrong_type, no_customer, oversize}
+    assert by_value[garbage]["segmenter-reason"].startswith(b"not valid JSON")
+    assert b"Expected `float`, got `str` - at `$.properties.total`" in by_value[wrong_type]["segmenter-reason"]
+    assert b"`customer_id` is required" in by_value[no_customer]["segmenter-reason"]
+    assert b"over the maximum of 2048" in by_value[oversize]["segmenter-reason"]
+    assert by_value[wrong_type]["segmenter-source-topic"] == deployment.topics[1].encode()
+    assert by_value[wrong_type]["segmenter-source-partition"] == b"0"
+    assert by_value[wrong_type]["segmenter-source-offset"] == b"0"
+    assert {(c["customer_id"], c["segment"]) for c in live} >= {("c1", "new_visitor"), ("c5", "first_time_buyer")}
+
+
+def test_kill_9_mid_stream_then_restart_loses_nothing(kafka_bootstrap: str, tmp_path: Path) -> None:
+    deployment = Deployment(kafka_bootstrap, tmp_path)
+    lines = history(seed=12, noise=False)
+    expected, _ = replay(lines)
+    create_topics(deployment)
+    half = len(lines) // 2
+    worker = WorkerProcess(deployment)
+    with running(worker):
+        feed(deployment, lines[:half])
+        wait_for(lambda: len(read_all(kafka_bootstrap, deployment.changes)) > 50, timeout=90,
+                 interval=0.2, what="changes before the kill")
+        worker.kill()
+    feed(deployment, lines[half:])
+    with running(WorkerProcess(deployment)):
+        live = changes_of(deployment)
+    ids = Counter(str(c["change_id"]) for c in live)
+    duplicates = sum(n - 1 for n in ids.values())
+    print(f"kill -9: {len(live)} changes read, {duplicates} duplicates (at-least-once; same change_id)")
+    unique = {str(c["change_id"]): c for c in live}
+    compare(list(unique.values()), expected, lines)
+
+
+def test_a_second_worker_shares_the_partitions_and_takes_them_over(kafka_bootstrap: str, tmp_path: Path) -> None:
+    deployment = Deployment(kafka_bootstrap, tmp_path)
+    lines = history(seed=13, noise=False)
+    expected, _ = replay(lines)
+    create_topics(deployment)
+    half = len(lines) // 2
+    first, second = WorkerProcess(deployment, "w1"), WorkerProcess(deployment, "w2")
+    with running(first):
+        second.start()
+        wait_for(lambda: _owned(first) and _owned(second), timeout=60, what="both workers to own partitions")
+        assert set(_owned(first)).isdisjoint(_owned(second))
+        assert set(_owned(first)) | set(_owned(second)) == set(range(deployment.partitions))
+        feed(deployment, lines[:half])
+        changes_of(deployment, quiet=5)
+        second.stop()
+        wait_for(lambda: len(_owned(first)) == deployment.partitions, timeout=90, what="the takeover")
+        feed(deployment, lines[half:])
+        live = changes_of(deployment)
+    unique = {str(c["change_id"]): c for c in live}
+    compare(list(unique.values()), expected, lines)
+
+
+def _owned(worker: WorkerProcess) -> list[int]:
+    body = worker.get("/segments/")
+    return [] if body is None else list(json.loads(body)["partitions"])
