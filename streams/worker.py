@@ -254,7 +254,7 @@ class Worker:
         )
 
     def _table(self, name: str, value_serializer: str) -> Any:
-        schema = faust.Schema(key_serializer="segmenter-utf8", value_serializer=value_serializer)
+        schema: Any = faust.Schema(key_serializer="segmenter-utf8", value_serializer=value_serializer)
         table: Any = self.app.Table(name, partitions=self.settings.partitions, schema=schema)
         # faust derives a table's own serializers from key_type/value_type (JSON for anything but
         # bytes) and builds the changelog topic with them at once; ours are msgspec codecs, for
