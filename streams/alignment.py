@@ -49,7 +49,8 @@ class Aligner:
         queues[topic].append((_EARLIEST if ts is None else ts, item))
         self.buffered += 1
 
-    def release(self, partition: int, wall: float, hold: Callable[[Any], bool] | None = None) -> list[Any]:
+    def release(self, partition: int, wall: float, hold: Callable[[Any], bool] | None = None,
+                limit: int | None = None) -> list[Any]:
         """Items of ``partition`` that may be applied now, in the order to apply them.
 
         ``hold(item)`` true keeps that item, and so everything after it, waiting: the worker holds a
@@ -91,6 +92,8 @@ class Aligner:
                 best = bypass
             out.append(best.popleft()[1])
             self.buffered -= 1
+            if limit is not None and len(out) >= limit:
+                return out
 
     def partitions(self) -> list[int]:
         return [p for p, queues in self._queues.items() if any(queues.values())]

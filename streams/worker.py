@@ -386,15 +386,18 @@ class Worker:
             engine = self.engine_for(partition)
             outbox = self.outboxes[partition]
             with self.writing(partition):
-                ready = self.aligner.release(partition, wall, self._held)
-                for event, decoded in ready:
+                applied = 0
+                # One at a time: applying an identify may hold the customer's next events.
+                while ready := self.aligner.release(partition, wall, self._held, limit=1):
+                    event, decoded = ready[0]
                     if event.message.topic == identity:
                         self._handoff(partition, engine, outbox, decoded)
                     else:
                         self._apply(partition, engine, outbox, event.message, decoded)
                     self.applied[event.message.topic, partition] = event.message.offset
                     done.append(event)
-            if ready:
+                    applied += 1
+            if applied:
                 self.last_input[partition] = (wall, engine.clock or 0)
                 touched.append(partition)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)

@@ -227,3 +227,38 @@ def test_a_second_worker_shares_the_partitions_and_takes_them_over(kafka_bootstr
 def _owned(worker: WorkerProcess) -> list[int]:
     body = worker.get("/segments/")
     return [] if body is None else list(json.loads(body)["partitions"])
+
+
+def test_a_visitor_on_another_partition_is_merged_at_identify(kafka_bootstrap: str, tmp_path: Path) -> None:
+    deployment = Deployment(kafka_bootstrap, tmp_path)
+    visitor, customer = "v-1", "cust-a"  # partitions 1 and 3 of 4 by Kafka's default partitioner
+    from streams.livestore import partition_of
+
+    assert partition_of(visitor, 4) != partition_of(customer, 4)
+
+    def at(minute: int) -> str:
+        return f"2026-03-01T10:{minute:02d}:00Z"
+
+    events = [
+        {"event_id": "a1", "type": "page_view", "anonymous_id": visitor, "ts": at(0),
+         "properties": {"page_type": "pricing"}},
+        {"event_id": "a2", "type": "add_to_cart", "anonymous_id": visitor, "ts": at(1),
+         "properties": {"sku": "S", "price": 10}},
+        {"event_id": "a3", "type": "identify", "anonymous_id": visitor, "customer_id": customer, "ts": at(2)},
+        {"event_id": "a5", "type": "page_view", "customer_id": customer, "ts": at(4),
+         "properties": {"page_type": "pricing"}},
+        {"event_id": "a6", "type": "page_view", "customer_id": customer, "ts": at(5),
+         "properties": {"page_type": "pricing"}},
+        {"event_id": "a7", "type": "page_view", "customer_id": customer, "ts": "2026-03-01T11:00:00Z"},
+    ]
+    lines = [json.dumps(e).encode() for e in events]
+    expected, _ = replay(lines)
+    create_topics(deployment)
+    feed(deployment, lines)
+    with running(WorkerProcess(deployment)):
+        live = changes_of(deployment, quiet=5)
+    mine = [(c["segment"], c["change"], c["at"]) for c in live if c["customer_id"] == customer]
+    assert mine == [(c["segment"], c["change"], c["at"]) for c in expected if c["customer_id"] == customer]
+    assert ("cart_abandoner", "entered", at(31)) in mine  # the visitor's cart came along
+    assert ("new_visitor", "entered", at(2)) in mine  # at the identify, with the visitor's history
+    assert ("high_intent_lead", "entered", at(5)) in mine  # one pricing view as a visitor, two after
