@@ -145,3 +145,15 @@ def test_idle_ticks_between_events_change_nothing(events: list[bytes], data: Any
         out += [] if isinstance(result, BadEvent) else result
     out += engine.finish()
     assert encoded(out) == whole
+
+
+@FAST
+@given(histories())
+def test_every_customer_state_round_trips_through_its_bytes(events: list[bytes]) -> None:
+    from streams.state import decode, encode
+
+    engine = Engine(default_pack())
+    for raw in events:
+        engine.process_bytes(raw)
+    for state in engine.states.values():
+        assert decode(encode(state)) == state
