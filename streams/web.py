@@ -17,6 +17,7 @@ import msgspec
 from faust.web import Request, Response, View
 
 from streams.clock import format_instant
+from streams.livestore import partition_of
 
 if TYPE_CHECKING:
     from streams.worker import Worker
@@ -28,11 +29,12 @@ def register(worker: Worker) -> None:
     @app.page("/customers/{customer_id}/")
     @app.table_route(table=worker.customers, match_info="customer_id")
     async def customer(web: View, request: Request, customer_id: str) -> Response:
-        partition = next((p for p, e in worker.iter_engines() if e.states.get(customer_id) is not None), None)
-        if partition is None:
-            return web.json({"customer_id": customer_id, "error": "unknown customer"}, status=404)
+        partition = partition_of(customer_id, worker.settings.partitions)
+        engine = worker.engines.get(partition)
         with worker.writing(partition):
-            state = worker.engines[partition].states[customer_id]
+            state = None if engine is None else engine.states.get(customer_id)
+        if state is None:
+            return web.json({"customer_id": customer_id, "error": "unknown customer"}, status=404)
         # The record is a msgpack array on disk; here each field gets its name.
         body: dict[str, Any] = {name: msgspec.to_builtins(getattr(state, name))
                                 for name in state.__struct_fields__}

@@ -32,7 +32,6 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -580,6 +579,3 @@ class Worker:
             for segment, size in engine.sizes.items():
                 sizes[segment] += size
         return dict(sorted(sizes.items()))
-
-    def iter_engines(self) -> Iterator[tuple[int, Engine]]:
-        return iter(sorted(self.engines.items()))

@@ -255,8 +255,16 @@ def test_a_visitor_on_another_partition_is_merged_at_identify(kafka_bootstrap: s
     expected, _ = replay(lines)
     create_topics(deployment)
     feed(deployment, lines)
-    with running(WorkerProcess(deployment)):
+    worker = WorkerProcess(deployment)
+    with running(worker):
         live = changes_of(deployment, quiet=5)
+        profile = json.loads(worker.get(f"/customers/{customer}/") or b"{}")
+        unknown = worker.get("/customers/nobody/")
+        metrics = (worker.get("/metrics/") or b"").decode()
+    assert set(profile["segments"]) >= {"cart_abandoner", "high_intent_lead", "new_visitor"}
+    assert profile["state"]["cart"] == {"S": [1, 10.0]}
+    assert unknown is None  # 404
+    assert 'segmenter_changes_total{change="entered",segment="cart_abandoner"}' in metrics
     mine = [(c["segment"], c["change"], c["at"]) for c in live if c["customer_id"] == customer]
     assert mine == [(c["segment"], c["change"], c["at"]) for c in expected if c["customer_id"] == customer]
     assert ("cart_abandoner", "entered", at(31)) in mine  # the visitor's cart came along
