@@ -44,9 +44,19 @@ def test_frequent_cart_abandoner_three_checkouts_without_an_order() -> None:
     s = Scenario()
     for k in range(3):
         s.checkout_started("c1", days(k), cart_value=50)
-    assert s.transitions("c1", "frequent_cart_abandoner") == [("entered", iso(days(2)))]
+    s.advance(days(2) + minutes(30))
+    assert s.transitions("c1", "frequent_cart_abandoner") == [("entered", iso(days(2) + minutes(30)))]
     s.order_completed("c1", days(3), total=50)
     assert s.transitions("c1", "frequent_cart_abandoner")[-1] == ("exited", iso(days(3)))
+
+
+def test_a_third_checkout_that_ends_in_an_order_is_not_an_abandoner() -> None:
+    s = Scenario()
+    for k in range(3):
+        s.checkout_started("c1", days(k), cart_value=50)
+    s.order_completed("c1", days(2) + minutes(5), total=50)
+    s.advance(days(5))
+    assert s.transitions("c1", "frequent_cart_abandoner") == []
 
 
 def test_mobile_high_intent_needs_mobile_views_a_cart_and_push_consent() -> None:
