@@ -65,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     validate = rules_commands.add_parser("validate", help="check rule files; list every problem")
     validate.add_argument("dir", nargs="?", default=DEFAULT_RULES, help="rules folder (default: rules)")
     validate.set_defaults(run=_validate)
+    rule_tests = rules_commands.add_parser("test", help="run the rule tests in DIR/tests/*.toml",
+                                           description="Run every case of DIR/tests/*.toml through a fresh "
+                                           "engine and compare the segment changes with the expected ones "
+                                           "(see docs/rules.md). Exit 0 only if all pass.")
+    rule_tests.add_argument("dir", nargs="?", default=DEFAULT_RULES, help="rules folder (default: rules)")
+    rule_tests.set_defaults(run=_rules_test)
     return parser
 
 
@@ -134,6 +140,12 @@ def _validate(args: argparse.Namespace) -> int:
     for rule in pack.rules:
         print(f"  {rule.name} v{rule.version} ({rule.file})")
     return 0
+
+
+def _rules_test(args: argparse.Namespace) -> int:
+    from streams.rules.ruletest import command
+
+    return command(args.dir)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
