@@ -17,7 +17,7 @@ from typing import BinaryIO, TextIO
 import msgspec
 
 from streams.changes import SegmentChange
-from streams.clock import Instant
+from streams.clock import Instant, format_instant
 from streams.engine import Engine
 from streams.events import BadEvent
 from streams.rules.pack import RulePack
@@ -110,6 +110,9 @@ def replay_file(pack: RulePack, path: str, *, until: Instant | None = None,
             summary = run(engine, lines, name=path, until=until, emit=emit, bad=bad)
     flush()
     out.flush()
+    if until is not None and engine.clock is not None and until < engine.clock:
+        err.write(f"replay: warning: --until {format_instant(until)} is before the last event; the clock "
+                  f"stayed at {format_instant(engine.clock)}\n")
     err.write(summary.line() + "\n")
     return summary
 

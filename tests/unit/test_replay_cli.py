@@ -70,3 +70,9 @@ def test_replay_of_a_missing_file_fails_with_its_name() -> None:
 def test_help_lists_the_commands() -> None:
     result = subprocess.run([*COMMAND, "--help"], cwd=ROOT, capture_output=True, check=True, timeout=60)
     assert b"replay" in result.stdout and b"rules" in result.stdout
+
+
+def test_an_until_before_the_last_event_is_reported() -> None:
+    result = replay("-", "--until", iso(-minutes(5)), stdin=event("page_view", 0, "c1"))
+    assert result.returncode == 0
+    assert f"--until {iso(-minutes(5))} is before the last event" in result.stderr.decode()
