@@ -60,6 +60,25 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--loglevel", default="info", choices=["crit", "error", "warn", "info", "debug"])
     worker.set_defaults(run=_worker)
 
+    simulate = commands.add_parser("simulate", help="generate simulated customer events, as JSON lines or onto Kafka",
+                                   description="Simulated shoppers (personas, sessions, identity, noise), "
+                                   "deterministic for a seed: JSON lines on stdout or in --out, or produced "
+                                   "to the worker's input topics with --kafka.")
+    from streams import simulate as simulate_module
+
+    simulate_module.add_arguments(simulate)
+    simulate.set_defaults(run=simulate_module.run)
+
+    demo_view = commands.add_parser("demo-view", help="watch segment changes live (the view of scripts/demo)",
+                                    description="Consume the segment-changes topic and show, once a second, "
+                                    "segment sizes, entries and exits per minute and the latest changes. "
+                                    "On a terminal the view is redrawn in place; otherwise it prints plain "
+                                    "snapshot blocks.")
+    from streams import demo
+
+    demo.add_arguments(demo_view)
+    demo_view.set_defaults(run=demo.run)
+
     rules = commands.add_parser("rules", help="work with rule files")
     rules_commands = rules.add_subparsers(dest="rules_command", metavar="SUBCOMMAND", required=True)
     validate = rules_commands.add_parser("validate", help="check rule files; list every problem")

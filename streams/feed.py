@@ -44,7 +44,11 @@ async def produce(lines: Iterable[bytes], *, bootstrap_servers: str, topics: tup
     """Send every line; at ``rate`` events per second when given, else as fast as possible."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=True,
                                 linger_ms=10, max_batch_size=1 << 20, **kafka)
-    await producer.start()
+    try:
+        await producer.start()
+    except BaseException:
+        await producer.stop()  # a failed start leaves a client to close
+        raise
     sent = 0
     started = time.monotonic()
     pending: list[asyncio.Future[Any]] = []

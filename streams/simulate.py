@@ -23,6 +23,10 @@ How it works:
   random generator, so the good events are the same bytes whatever ``bad_rate`` and
   ``duplicate_rate`` are: a test can check that the engine's output does not change either.
 
+``segmenter simulate`` writes the events as JSON lines, or with ``--kafka`` produces them to the
+worker's input topics through :func:`streams.feed.produce` (``--rate`` paces it), with a progress
+line on stderr.
+
 Timestamps have second resolution. Output is sorted by ``ts`` except for injected noise: a
 duplicate carries its original's bytes, so it sits up to :data:`DUPLICATE_DELAY_S` seconds
 behind its neighbours, the way a redelivery does.
@@ -33,9 +37,11 @@ from __future__ import annotations
 import argparse
 import heapq
 import math
+import os
 import sys
+import time
 from bisect import bisect
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import accumulate
@@ -756,38 +762,159 @@ def _write(out: Any, lines: Iterator[bytes]) -> int:
     return count
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="segmenter simulate",
-        description="Write simulated customer events as JSON lines (deterministic for a seed).")
+_TOPICS = (("clickstream", "clickstream"), ("transactions", "transactions"), ("profiles", "profiles"))
+"""(option stem, default topic): the worker's input topics, as ``--<stem>-topic`` and
+``SEGMENTER_<STEM>_TOPIC`` (the worker's own variables, so both sides agree by default)."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``segmenter simulate`` (also ``python -m streams.simulate``)."""
     parser.add_argument("--customers", type=int, default=1_000, help="population size (default 1000)")
     parser.add_argument("--days", type=float, default=30.0, help="time span in days (default 30)")
     parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
-    parser.add_argument("--start", default="2026-01-01T00:00:00Z", help="first instant, ISO 8601")
-    parser.add_argument("--out", default="-", metavar="FILE", help="output file, - for stdout (default)")
+    parser.add_argument("--start", default="2026-01-01T00:00:00Z",
+                        help="first instant, ISO 8601 (default 2026-01-01T00:00:00Z)")
+    parser.add_argument("--out", metavar="FILE",
+                        help="output file, - for stdout (the default, unless --kafka is given)")
     parser.add_argument("--bad-rate", type=float, default=0.0, help="fraction of bad events added")
     parser.add_argument("--duplicate-rate", type=float, default=0.0,
                         help="fraction of events redelivered shortly after")
     parser.add_argument("--persona", action="append", choices=PERSONA_NAMES, dest="personas",
                         help="only this persona (repeatable; default: the whole mix)")
+    kafka = parser.add_argument_group(
+        "Kafka", "With --kafka the events are produced to Kafka instead of written as JSON lines: "
+        "by type to the clickstream, transactions or profiles topic, keyed by customer id (or "
+        "visitor id before login), with a progress line on stderr.")
+    kafka.add_argument("--kafka", metavar="BOOTSTRAP",
+                       help="bootstrap servers (host:port[,host:port...]) to produce to")
+    kafka.add_argument("--rate", type=float, metavar="EVENTS_PER_S",
+                       help="at most this many events per second (default: as fast as Kafka takes them)")
+    for stem, default in _TOPICS:
+        env = f"SEGMENTER_{stem.upper()}_TOPIC"
+        kafka.add_argument(f"--{stem}-topic", metavar="TOPIC",
+                           help=f"(env {env}; default {default})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="segmenter simulate",
+        description="Write simulated customer events as JSON lines (deterministic for a seed), "
+        "or produce them to Kafka.")
+    add_arguments(parser)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def topics_of(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> tuple[str, str, str]:
+    """(clickstream, transactions, profiles): the flag, else ``SEGMENTER_*_TOPIC``, else the default."""
+    environ = os.environ if environ is None else environ
+    clickstream, transactions, profiles = (
+        getattr(args, f"{stem}_topic", None) or environ.get(f"SEGMENTER_{stem.upper()}_TOPIC") or default
+        for stem, default in _TOPICS)
+    return clickstream, transactions, profiles
+
+
+def run(args: argparse.Namespace) -> int:
+    """``segmenter simulate`` with parsed arguments; returns the exit status."""
+    prog = "segmenter simulate"
+    if args.kafka is not None and args.out is not None:
+        print(f"{prog}: --out and --kafka exclude each other: write JSON lines or produce to Kafka",
+              file=sys.stderr)
+        return 2
+    if args.rate is not None and (args.kafka is None or not args.rate > 0):
+        print(f"{prog}: --rate needs --kafka and a number of events per second above 0", file=sys.stderr)
+        return 2
+    options = dict(customers=args.customers, days=args.days, seed=args.seed, start=args.start,
+                   bad_rate=args.bad_rate, duplicate_rate=args.duplicate_rate, personas=args.personas)
+    if args.kafka is not None:
+        return _to_kafka(args, options)
+    out = "-" if args.out is None else args.out
     try:
-        count = write_jsonl(args.out, customers=args.customers, days=args.days, seed=args.seed,
-                            start=args.start, bad_rate=args.bad_rate,
-                            duplicate_rate=args.duplicate_rate, personas=args.personas)
+        count = write_jsonl(out, **options)
     except ValueError as error:
-        print(f"segmenter simulate: {error}", file=sys.stderr)
+        print(f"{prog}: {error}", file=sys.stderr)
         return 2
     except BrokenPipeError:
         return 0
-    where = "stdout" if args.out == "-" else args.out
+    where = "stdout" if out == "-" else out
     print(f"simulate: {count} events for {args.customers} customers over {args.days:g} days "
           f"to {where}", file=sys.stderr)
     return 0
+
+
+class Progress:
+    """The feed's progress on stderr: one line redrawn in place on a terminal, else a line
+    every ``every`` seconds (a log file stays short)."""
+
+    def __init__(self, stream: Any, every: float = 2.0) -> None:
+        self.stream = stream
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.every = 0.2 if self.tty else every
+        self.started = time.monotonic()
+        self.shown = 0.0
+
+    def line(self, sent: int) -> str:
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        return f"simulate: {sent:,} events sent in {elapsed:.1f}s ({sent / elapsed:,.0f}/s)"
+
+    def __call__(self, sent: int) -> None:
+        now = time.monotonic()
+        if now - self.shown < self.every:
+            return
+        self.shown = now
+        if self.tty:
+            self.stream.write("\r" + self.line(sent) + "\x1b[K")
+        else:
+            self.stream.write(self.line(sent) + "\n")
+        self.stream.flush()
+
+    def done(self, text: str) -> None:
+        self.stream.write(("\r" + text + "\x1b[K\n") if self.tty else text + "\n")
+        self.stream.flush()
+
+
+def _to_kafka(args: argparse.Namespace, options: dict[str, Any]) -> int:
+    import asyncio
+
+    from aiokafka.errors import KafkaError
+
+    from streams.feed import produce
+
+    prog = "segmenter simulate"
+    topics = topics_of(args)
+    try:
+        lines = simulate(**options)
+    except ValueError as error:
+        print(f"{prog}: {error}", file=sys.stderr)
+        return 2
+    progress = Progress(sys.stderr)
+    progress.done(f"simulate: producing to Kafka at {args.kafka}: {', '.join(topics)}")
+    sent = 0
+
+    def counted(sent_so_far: int) -> None:
+        nonlocal sent
+        sent = sent_so_far
+        progress(sent_so_far)
+
+    try:
+        asyncio.run(produce(lines, bootstrap_servers=args.kafka, topics=topics, rate=args.rate,
+                            on_progress=counted))
+    except KafkaError as error:
+        if progress.tty:
+            sys.stderr.write("\n")  # below the progress line
+        print(f"{prog}: producing to Kafka at {args.kafka} failed after {sent:,} events: {error!r}; "
+              "is the broker running (scripts/kafka status)?", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        progress.done(f"simulate: interrupted after {sent:,} events")
+        return 130
+    elapsed = time.monotonic() - progress.started
+    progress.done(f"simulate: {sent:,} events for {args.customers} customers over {args.days:g} days "
+                  f"sent to Kafka in {elapsed:.1f}s")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

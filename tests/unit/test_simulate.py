@@ -210,3 +210,37 @@ def test_write_jsonl_and_main(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert out.read_bytes() == path.read_bytes()
     assert f"{count} events" in capsys.readouterr().err
     assert main(["--customers", "5", "--bad-rate", "2", "--out", str(out)]) == 2
+
+
+def test_segmenter_simulate_subcommand(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from streams.cli import main as cli_main
+
+    out = tmp_path / "cli.jsonl"
+    assert cli_main(["simulate", "--customers", "50", "--days", "3", "--seed", str(SEED), "--out", str(out)]) == 0
+    assert out.read_bytes().splitlines() == list(_lines(50, 3))
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        cli_main(["simulate", "--help"])
+    help_text = capsys.readouterr().out
+    for option in ("--kafka BOOTSTRAP", "--rate EVENTS_PER_S", "--clickstream-topic", "--persona"):
+        assert option in help_text
+
+
+@pytest.mark.parametrize("argv", [
+    ["--kafka", "127.0.0.1:1", "--out", "x.jsonl"],
+    ["--rate", "100"],
+    ["--kafka", "127.0.0.1:1", "--rate", "0"],
+])
+def test_simulate_kafka_options_that_exclude_each_other(argv: list[str],
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    assert "segmenter simulate:" in capsys.readouterr().err
+
+
+def test_simulate_topics_follow_flags_then_the_workers_variables() -> None:
+    from streams.simulate import build_parser, topics_of
+
+    args = build_parser().parse_args(["--kafka", "k:9092", "--profiles-topic", "p-flag"])
+    assert topics_of(args, {}) == ("clickstream", "transactions", "p-flag")
+    env = {"SEGMENTER_CLICKSTREAM_TOPIC": "c-env", "SEGMENTER_PROFILES_TOPIC": "p-env"}
+    assert topics_of(args, env) == ("c-env", "transactions", "p-flag")

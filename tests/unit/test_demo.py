@@ -1,0 +1,192 @@
+"""The demo view's pure parts: summing up a list of change dicts, and the text it shows."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import orjson
+import pytest
+
+from streams.demo import (
+    KAFKA_TS,
+    LATEST,
+    SNAPSHOT,
+    Screen,
+    Tally,
+    decode,
+    format_reason,
+    render,
+    summarize,
+)
+
+NOW = 1_800_000_000.0
+"""The view's wall clock in these tests (epoch seconds)."""
+
+
+def change(customer: str, segment: str, kind: str, at: str, *, produced: float | None = None,
+           **reason: Any) -> dict[str, Any]:
+    """A change dict as on the topic (SPEC §2); ``produced``: seconds before NOW it was produced."""
+    value: dict[str, Any] = {"change_id": f"{customer}-{segment}-{at}-{kind}", "customer_id": customer,
+                             "segment": segment, "change": kind, "at": at, "reason": reason,
+                             "consent": {"email": True, "sms": None, "push": False}, "rule_version": 1}
+    if produced is not None:
+        value[KAFKA_TS] = int((NOW - produced) * 1000)
+    return value
+
+
+def test_members_are_entered_minus_exited_per_segment() -> None:
+    changes = [
+        change("c1", "cart_abandoner", "entered", "2026-01-01T00:30:00Z"),
+        change("c2", "cart_abandoner", "entered", "2026-01-01T00:31:00Z"),
+        change("c1", "cart_abandoner", "exited", "2026-01-01T00:40:00Z"),
+        change("c1", "first_time_buyer", "entered", "2026-01-01T00:40:00Z"),
+        change("c3", "new_visitor", "entered", "2026-01-01T00:05:00Z"),
+        change("c3", "new_visitor", "exited", "2026-01-02T00:05:00Z"),
+    ]
+    summary = summarize(changes, NOW)
+    assert list(summary.segments) == ["cart_abandoner", "first_time_buyer", "new_visitor"]
+    assert {name: (c.members, c.entered, c.exited) for name, c in summary.segments.items()} == {
+        "cart_abandoner": (1, 2, 1),
+        "first_time_buyer": (1, 1, 0),
+        "new_visitor": (0, 1, 1),
+    }
+    assert (summary.total.members, summary.total.entered, summary.total.exited) == (2, 4, 2)
+    assert summary.changes == 6
+    assert summary.skipped == 0
+    assert summary.last_at == "2026-01-02T00:05:00Z"
+
+
+def test_per_minute_counts_only_changes_produced_in_the_last_minute() -> None:
+    changes = [
+        change("c1", "cart_abandoner", "entered", "2026-01-01T00:30:00Z", produced=300),  # 5 min ago
+        change("c2", "cart_abandoner", "entered", "2026-01-01T00:31:00Z", produced=60),  # exactly 1 min: out
+        change("c3", "cart_abandoner", "entered", "2026-01-01T00:32:00Z", produced=59.5),
+        change("c1", "cart_abandoner", "exited", "2026-01-01T00:33:00Z", produced=1),
+        change("c4", "cart_abandoner", "entered", "2026-01-01T00:34:00Z", produced=0),  # now: in
+        change("c5", "cart_abandoner", "entered", "2026-01-01T00:35:00Z"),  # no timestamp: no rate
+        change("c6", "cart_abandoner", "entered", "2026-01-01T00:36:00Z", produced=-5),  # after now: out
+    ]
+    counts = summarize(changes, NOW).segments["cart_abandoner"]
+    assert (counts.entered, counts.exited) == (6, 1)
+    assert (counts.entered_last_minute, counts.exited_last_minute) == (2, 1)
+
+
+def test_the_rate_window_moves_with_now_and_forgets_old_changes() -> None:
+    tally = Tally()
+    for seconds_ago in (200, 100, 30, 10):
+        tally.add(change(f"c{seconds_ago}", "new_visitor", "entered", "2026-01-01T00:00:00Z",
+                         produced=seconds_ago))
+    assert tally.summary(NOW).segments["new_visitor"].entered_last_minute == 2
+    assert tally.summary(NOW + 35).segments["new_visitor"].entered_last_minute == 1
+    later = tally.summary(NOW + 120)
+    assert later.segments["new_visitor"].entered_last_minute == 0
+    assert later.segments["new_visitor"].entered == 4  # totals never decay
+    assert not tally._recent  # nothing outside the window is kept
+
+
+def test_latest_changes_are_newest_first_and_capped() -> None:
+    changes = [change(f"c{i}", "new_visitor", "entered", f"2026-01-01T00:{i:02d}:00Z") for i in range(25)]
+    summary = summarize(changes, NOW)
+    assert len(summary.latest) == LATEST
+    assert [c["customer_id"] for c in summary.latest] == [f"c{i}" for i in range(24, 14, -1)]
+    assert [c["customer_id"] for c in summarize(changes, NOW, latest=3).latest] == ["c24", "c23", "c22"]
+
+
+def test_latest_is_arrival_order_not_event_time() -> None:
+    """Partitions run at their own event time: the view lists what came last, as it came."""
+    changes = [change("a", "s", "entered", "2026-01-05T00:00:00Z"),
+               change("b", "s", "entered", "2026-01-01T00:00:00Z")]
+    summary = summarize(changes, NOW)
+    assert [c["customer_id"] for c in summary.latest] == ["b", "a"]
+    assert summary.last_at == "2026-01-05T00:00:00Z"
+
+
+@pytest.mark.parametrize("bad", [
+    {},
+    {"segment": "s", "change": "entered"},  # no at
+    {"segment": "s", "change": "joined", "at": "2026-01-01T00:00:00Z"},
+    {"segment": 3, "change": "entered", "at": "2026-01-01T00:00:00Z"},
+])
+def test_records_that_are_not_changes_are_skipped_and_counted(bad: dict[str, Any]) -> None:
+    summary = summarize([bad, change("c1", "s", "entered", "2026-01-01T00:00:00Z")], NOW)
+    assert (summary.changes, summary.skipped) == (1, 1)
+    assert summary.segments["s"].members == 1
+    assert len(summary.latest) == 1
+
+
+def test_an_empty_stream() -> None:
+    summary = summarize([], NOW)
+    assert (summary.changes, summary.skipped, summary.segments, summary.latest, summary.last_at) == (
+        0, 0, {}, [], None)
+    assert "(no segment changes yet)" in render(summary)
+
+
+def test_decode_adds_the_record_timestamp() -> None:
+    value = orjson.dumps(change("c1", "s", "entered", "2026-01-01T00:00:00Z"))
+    assert decode(value, 1_700_000_000_123)[KAFKA_TS] == 1_700_000_000_123
+    assert KAFKA_TS not in decode(value, None)
+    assert KAFKA_TS not in decode(value, -1)  # Kafka's "no timestamp"
+    assert decode(b"\xffnot json", 1) == {}
+    assert decode(b"[1, 2]", 1) == {}
+    assert decode(None, 1) == {}
+
+
+def test_format_reason() -> None:
+    assert format_reason({"cart_items": 2, "last_cart_activity": "2026-01-01T00:00:00Z"}) == (
+        "cart_items=2 last_cart_activity=2026-01-01T00:00:00Z")
+    assert format_reason({"consent.sms": True, "window": [1, 2]}) == "consent.sms=true window=[1,2]"
+    assert format_reason({}) == "-"  # erasure: an exit with an empty reason
+    assert format_reason(None) == "-"
+
+
+def test_render_shows_sizes_rates_and_the_latest_changes_within_the_width() -> None:
+    changes = [
+        change("cust-1", "cart_abandoner", "entered", "2026-01-01T00:30:00Z", produced=5,
+               cart_items=3, last_cart_activity="2026-01-01T00:00:00Z"),
+        change("cust-2", "frequent_cart_abandoner", "entered", "2026-01-01T00:31:00Z", produced=5,
+               note="x" * 300),
+        change("cust-1", "cart_abandoner", "exited", "2026-01-01T00:35:00Z", produced=1, cart_items=0),
+    ]
+    text = render(summarize(changes, NOW), width=90, title="demo run-1", notes=["worker log: var/demo/worker.log"])
+    lines = text.splitlines()
+    assert lines[0] == "demo run-1 | 3 changes | event time up to 2026-01-01T00:35:00Z"
+    assert lines[1] == "worker log: var/demo/worker.log"
+    assert all(len(line) <= 90 for line in lines)
+    rows = {line.split()[0]: line.split()[1:] for line in lines if line.split()[:1] and
+            line.split()[0] in ("cart_abandoner", "frequent_cart_abandoner", "total") and
+            len(line.split()) == 6}
+    assert rows == {
+        "cart_abandoner": ["0", "1", "1", "1", "1"],
+        "frequent_cart_abandoner": ["1", "1", "0", "1", "0"],
+        "total": ["1", "2", "1", "2", "1"],
+    }
+    latest = lines[lines.index("latest changes (newest first)") + 2:]
+    assert latest[0].split()[:4] == ["2026-01-01T00:35:00Z", "cust-1", "cart_abandoner", "exited"]
+    assert latest[0].endswith("cart_items=0")
+    assert latest[1].endswith("...")  # a long reason is cut at the width
+
+
+def test_plain_screen_prints_a_block_when_something_changed_and_a_final_one() -> None:
+    out = io.StringIO()
+    screen = Screen(out, tty=False)
+    screen.show("A", changes=0, elapsed=0.0)
+    screen.show("A", changes=0, elapsed=1.0)  # nothing new: no block
+    screen.show("B", changes=5, elapsed=2.0)
+    screen.show("B", changes=5, elapsed=3.0, final=True)
+    assert out.getvalue() == (f"{SNAPSHOT} 0s ===\nA\n\n{SNAPSHOT} 2s ===\nB\n\n"
+                              f"{SNAPSHOT} final ===\nB\n\n")
+    assert "\x1b" not in out.getvalue()
+
+
+def test_terminal_screen_redraws_in_place_and_restores_the_cursor() -> None:
+    out = io.StringIO()
+    screen = Screen(out, tty=True)
+    screen.start()
+    screen.show("one\ntwo", changes=1, elapsed=0.0)
+    screen.close()
+    text = out.getvalue()
+    assert text.startswith("\x1b[H\x1b[2J")  # cleared once
+    assert "\x1b[Hone\x1b[K\ntwo" in text  # then drawn from the top
+    assert text.endswith("\x1b[?25h")
+    assert SNAPSHOT not in text
