@@ -365,45 +365,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def create_topics(settings: WorkerSettings) -> list[str]:
-    """Create the worker's topics before it starts, its tables' changelogs included; returns the
-    names created.
-
-    ``Worker.ensure_topics`` creates the input, output and identity topics; faust creates the
-    changelogs itself, just before it subscribes. When the broker's metadata lags behind that
-    (seen about one start in eight on a fresh local broker), the consumer sees 0 partitions for
-    a changelog and the worker crashes with ``PartitionsMismatch`` at its first table write.
-    Created here first, with the partitions and cleanup policy faust would give them, they are
-    settled by the time the worker subscribes.
-    """
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-    from mode.utils.times import want_seconds
-
+    """Create the worker's topics (changelogs included) before it starts; returns the names created."""
     from streams.rules.load import load_pack
     from streams.worker import Worker
 
-    worker = Worker(settings, load_pack(settings.rules))
-    await worker.ensure_topics()
-    wanted: dict[str, NewTopic] = {}
-    for table in worker.app.tables.values():
-        topic = table.changelog_topic
-        config: dict[str, str] = {}  # as faust's own create_topic builds it
-        policies = [name for name, on in (("compact", topic.compacting), ("delete", topic.deleting)) if on]
-        if policies:
-            config["cleanup.policy"] = ",".join(sorted(policies))
-        if topic.retention:
-            config["retention.ms"] = str(int(want_seconds(topic.retention) * 1000))
-        config.update({str(k): str(v) for k, v in (topic.config or {}).items()})
-        name = topic.get_topic_name()
-        wanted[name] = NewTopic(name, topic.partitions or settings.partitions, 1, topic_configs=config)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, **settings.kafka_security())
-    await admin.start()
-    try:
-        missing = [new for name, new in wanted.items() if name not in set(await admin.list_topics())]
-        if missing:
-            await admin.create_topics(missing)
-        return [new.name for new in missing]
-    finally:
-        await admin.close()
+    return await Worker(settings, load_pack(settings.rules)).ensure_topics()
 
 
 async def delete_topics(bootstrap_servers: str, prefix: str) -> list[str]:

@@ -526,15 +526,29 @@ class Worker:
 
     # --- topics and gauges --------------------------------------------------------------------
 
-    async def ensure_topics(self) -> None:
-        """Create missing topics with the configured partitions; refuse a mismatch, since
-        customers are placed on partitions by key and every topic must agree. Runs before
-        faust starts, so its first subscription finds them."""
+    async def ensure_topics(self) -> list[str]:
+        """Create missing topics, the tables' changelogs included, before faust starts; return
+        the names created.
+
+        Customers are placed on partitions by key, so every input topic must have the configured
+        partitions: a mismatch is refused. faust would create the changelogs itself just before
+        it subscribes, but when the broker's metadata lags behind (about one start in eight on a
+        fresh local broker) the consumer then sees 0 partitions and the first table write fails
+        with ``PartitionsMismatch``. Created here, with the cleanup policy faust gives them,
+        they are settled in time.
+        """
         s = self.settings
+        wanted = {t: NewTopic(t, s.partitions, 1) for t in
+                  [*s.input_topics, s.identity_topic, s.changes_topic, s.dead_letter_topic]}
+        for table in self.app.tables.values():
+            topic = table.changelog_topic
+            policies = [name for name, on in (("compact", topic.compacting), ("delete", topic.deleting)) if on]
+            config = {"cleanup.policy": ",".join(sorted(policies))} if policies else {}
+            name = topic.get_topic_name()
+            wanted[name] = NewTopic(name, topic.partitions or s.partitions, 1, topic_configs=config)
         admin = AIOKafkaAdminClient(bootstrap_servers=s.bootstrap_servers, **s.kafka_security())
         await admin.start()
         try:
-            wanted = [*s.input_topics, s.identity_topic, s.changes_topic, s.dead_letter_topic]
             present = set(await admin.list_topics())  # describe_topics could auto-create them
             existing = {t["topic"]: len(t["partitions"])
                         for t in await admin.describe_topics([t for t in wanted if t in present])}
@@ -543,12 +557,13 @@ class Worker:
                     raise SegmenterError(
                         f"topic {topic!r} has {existing[topic]} partitions but the worker is set to "
                         f"{s.partitions}; set --partitions {existing[topic]} (all input topics must agree)")
-            missing = [NewTopic(t, s.partitions, 1) for t in wanted if t not in existing]
+            missing = [new for name, new in wanted.items() if name not in existing]
             if missing:
                 response = await admin.create_topics(missing)
                 for topic, code, *_ in getattr(response, "topic_errors", []):
                     if code not in (0, 36):  # 36: created meanwhile by another worker
                         raise SegmenterError(f"could not create topic {topic!r}: Kafka error {code}")
+            return [new.name for new in missing]
         finally:
             await admin.close()
 
