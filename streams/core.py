@@ -167,6 +167,9 @@ def merge(pack: RulePack, state: CustomerState, other: CustomerState, other_key:
     if room > 0:
         theirs = [h for h in other.seen if h not in own]
         state.seen = theirs[-room:] + own
+    for source, position in other.positions.items():
+        if position > state.positions.get(source, -1):
+            state.positions[source] = position
     for anon in [*other.anon_ids, other_key]:
         if anon not in state.anon_ids:
             state.anon_ids.append(anon)

@@ -82,10 +82,12 @@ class Engine:
         return result
 
     def process(self, event: Envelope, raw: bytes = b"", *, key: str | None = None,
-                merged: tuple[str, CustomerState | None] | None = None) -> list[SegmentChange] | BadEvent:
+                merged: tuple[str, CustomerState | None] | None = None,
+                position: tuple[str, int] | None = None) -> list[SegmentChange] | BadEvent:
         """Apply one event. The live worker, whose customers live on different partitions, passes
-        ``key`` for an anonymous event it routed to its customer, and ``merged`` (the visitor's id
-        and record, fetched from the visitor's partition) with an ``identify``."""
+        ``key`` for an anonymous event it routed to its customer, ``merged`` (the visitor's id
+        and record, fetched from the visitor's partition) with an ``identify``, and ``position``
+        (topic partition, offset) so that a redelivered message is never applied twice."""
         ts = event.instant
         pack = self.pack
         if self.clock is not None and ts < self.clock - pack.allowed_lateness:
@@ -117,9 +119,14 @@ class Engine:
         fresh = state is None
         if state is None:
             state = CustomerState(identified=identified, origin=core.event_hash(event.event_id))
+        if position is not None and state.positions.get(position[0], -1) >= position[1]:
+            self.stats.duplicates += 1
+            return changes
         if core.seen_before(state, event.event_id):
             self.stats.duplicates += 1
             return changes
+        if position is not None:
+            state.positions[position[0]] = position[1]
         if ts < state.clock:
             self.stats.late += 1
         evaluate_all = fresh or (identified and not state.identified)

@@ -86,6 +86,11 @@ class PartitionView(MutableMapping[str, V], Generic[V]):
 
     def __iter__(self) -> Iterator[str]:
         """Every key of this partition: a scan, for rebuilding timers after a rebalance."""
+        # faust's RocksDB store opens a partition's database on first use and lists only open
+        # ones; after a restart with nothing to recover, ours may not be open yet.
+        open_partition = getattr(self.table.data, "_db_for_partition", None)
+        if open_partition is not None:
+            open_partition(self.partition)
         seen = set()
         for key in list(self.table.keys()):
             if isinstance(key, str) and self.local(key) and key not in self._cache:

@@ -61,6 +61,10 @@ class CustomerState(msgspec.Struct, array_like=True, omit_defaults=True, gc=Fals
     origin: int = 0
     """Hash of the event id that started this record: after an erasure a customer id may start a
     new life, and its changes must not reuse the change_ids of the old one."""
+    positions: dict[str, int] = msgspec.field(default_factory=dict)
+    """Source (a topic partition) -> position (offset) of the latest of its messages applied
+    here. The live worker passes positions, so a message redelivered after a crash is
+    recognised whatever its id and however many came after it."""
 
     @property
     def cart_items(self) -> int:

@@ -117,6 +117,10 @@ _handoff_encoder = msgspec.msgpack.Encoder()
 _handoff_decoder = msgspec.msgpack.Decoder(Handoff)
 
 
+def _position(message: Any) -> tuple[str, int]:
+    return f"{message.topic}#{message.partition}", message.offset
+
+
 def _decode_handoff(raw: bytes) -> Handoff | None:
     try:
         return _handoff_decoder.decode(raw)
@@ -355,6 +359,7 @@ class Worker:
         finally:
             await self.producer.stop()
 
+
     async def handle(self, batch: list[Any]) -> None:
         """Take in a batch from the channel; apply what alignment releases; commit; ack."""
         started = time.perf_counter()
@@ -390,7 +395,7 @@ class Worker:
                 while ready := self.aligner.release(partition, wall, self._held, limit=1):
                     event, decoded = ready[0]
                     if event.message.topic == identity:
-                        self._handoff(partition, engine, outbox, decoded)
+                        self._handoff(partition, engine, outbox, decoded, event.message)
                     else:
                         self._apply(partition, engine, outbox, event.message, decoded)
                     self.applied[event.message.topic, partition] = event.message.offset
@@ -422,10 +427,11 @@ class Worker:
         return CAUGHT_UP if read + 1 >= high else BEHIND
 
     async def _commit(self, partitions: list[int]) -> None:
-        """Produce the partitions' outboxes, then write their state: steps 1 and 2 above."""
+        """Produce the partitions' outboxes, then write their state and offsets: steps 1 and 2 above."""
         assert self.producer is not None
         for partition in partitions:
             await self.outboxes[partition].send(self.producer)
+        written = []
         for partition in partitions:
             engine = self.engines.get(partition)
             if engine is None:
@@ -433,10 +439,17 @@ class Worker:
             with self.writing(partition):
                 engine.states.flush()  # type: ignore[attr-defined]
                 engine.aliases.flush()  # type: ignore[attr-defined]
+            written.append(partition)
+        # The state must be in its changelog before the offsets that say it is there, and both
+        # before the batch is acked: changelog topics are separate, so nothing else orders them.
+        await self.app.producer.flush()
+        for partition in written:
+            with self.writing(partition):
                 for topic in self.source_topics:
                     offset = self.applied.get((topic, partition))
                     if offset is not None:
                         self.progress[f"{topic}#{partition}"] = str(offset)
+        await self.app.producer.flush()
         self._gauges()
 
     def _apply(self, partition: int, engine: Engine, outbox: Outbox, message: Any,
@@ -463,9 +476,10 @@ class Worker:
             if customer is not None and partition_of(customer, n) != partition:
                 outbox.handoff(customer, Route(customer, raw, event.instant))
                 return
-        self._emit(outbox, message, engine.process(event, raw))
+        self._emit(outbox, message, engine.process(event, raw, position=_position(message)))
 
-    def _handoff(self, partition: int, engine: Engine, outbox: Outbox, handoff: Handoff | None) -> None:
+    def _handoff(self, partition: int, engine: Engine, outbox: Outbox, handoff: Handoff | None,
+                 message: Any) -> None:
         if handoff is None:
             log.error("partition %d: unreadable identity hand-off skipped", partition)
             return
@@ -481,11 +495,13 @@ class Worker:
                 decoded = decode(event)
                 if isinstance(decoded, Envelope):
                     visitor = None if state is None else state_codec.decode(state)
-                    self._emit(outbox, None, engine.process(decoded, event, merged=(anon, visitor)))
+                    self._emit(outbox, None, engine.process(decoded, event, merged=(anon, visitor),
+                                                                    position=_position(message)))
             case Route(customer, event, _):
                 decoded = decode(event)
                 if isinstance(decoded, Envelope):
-                    self._emit(outbox, None, engine.process(decoded, event, key=customer))
+                    self._emit(outbox, None, engine.process(decoded, event, key=customer,
+                                                                    position=_position(message)))
             case Unlink(anon):
                 engine.aliases.pop(anon, None)
                 engine.states.pop(anon, None)

@@ -194,6 +194,14 @@ def test_kill_9_mid_stream_then_restart_loses_nothing(kafka_bootstrap: str, tmp_
         worker.kill()
     feed(deployment, lines[half:])
     with running(WorkerProcess(deployment)):
+        # The dead worker holds its partitions until its session times out; then they move.
+        wanted = {str(c["change_id"]) for c in expected}
+        def caught_up() -> bool:
+            got = len(wanted & {str(c["change_id"]) for c in changes_of(deployment, quiet=2)})
+            print(f"caught up {got}/{len(wanted)}", flush=True)
+            return got >= 0.95 * len(wanted)
+
+        wait_for(caught_up, timeout=240, interval=2, what="the restarted worker to catch up")
         live = changes_of(deployment)
     ids = Counter(str(c["change_id"]) for c in live)
     duplicates = sum(n - 1 for n in ids.values())

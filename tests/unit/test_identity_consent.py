@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from scenario import Scenario, days, iso, minutes
+from scenario import Scenario, days, event, iso, minutes
 
 
 def test_anonymous_visits_merge_into_the_customer_at_identify() -> None:
@@ -103,3 +103,17 @@ def test_an_old_event_arriving_after_erasure_does_not_bring_the_customer_back() 
     assert s.engine.stats.after_erasure == 2
     s.page_view("c1", days(1) + 1)  # a new life
     assert s.engine.states["c1"].events == 1
+
+
+def test_a_message_redelivered_from_its_position_is_applied_once_whatever_its_id() -> None:
+    from streams.events import decode
+
+    s = Scenario()
+    first = decode(event("order_completed", 0, "c1", total=100, event_id="x1"))
+    again = decode(event("order_completed", 0, "c1", total=100, event_id="x1-retry"))
+    later = decode(event("order_completed", 1, "c1", total=100, event_id="x2"))
+    s.engine.process(first, position=("transactions#0", 7))  # type: ignore[arg-type]
+    s.engine.process(again, position=("transactions#0", 7))  # type: ignore[arg-type]
+    s.engine.process(later, position=("transactions#0", 8))  # type: ignore[arg-type]
+    assert s.engine.states["c1"].orders == 2
+    assert s.engine.stats.duplicates == 1
