@@ -1,9 +1,12 @@
-"""The live Engine's view of one partition of a faust table, with write-back once per batch.
+"""The live Engine's view of one partition of a faust table, with write-back once per commit.
 
-The engine reads and writes a plain mapping; this one reads through to the faust table (a
-RocksDB or memory store restored from its changelog) and keeps what the batch touched. At
-the end of the batch :meth:`PartitionView.flush` writes each changed key once: one changelog
-record per changed customer per batch, whatever number of events touched it.
+The engine reads and writes a plain mapping of objects; this one reads through to the faust
+table (a RocksDB or memory store restored from its changelog, holding the encoded bytes) and
+keeps what was touched since the last commit. A commit takes a :meth:`PartitionView.snapshot`:
+each changed key once, encoded, so one changelog record per changed customer per commit,
+whatever number of events touched it. The commit writes the snapshot to the store only once
+the changes it caused are delivered, while the engine goes on: until then the snapshot stays
+readable here, ahead of the store.
 
 Keys are placed on partitions the way Kafka's default partitioner places message keys
 (murmur2), which is how the input topics must be keyed (SPEC §1: by customer or visitor id).
@@ -48,21 +51,32 @@ def in_partition(app: faust.App, topic: str, partition: int) -> Iterator[None]:
 
 
 class PartitionView(MutableMapping[str, V], Generic[V]):
-    """One partition of a faust table as a mapping, buffering writes until :meth:`flush`."""
+    """One partition of a faust table as a mapping, buffering writes until :meth:`flush`.
 
-    def __init__(self, table: Any, partition: int, partitions: int,
-                 local: Callable[[str], bool] | None = None) -> None:
+    The table stores raw bytes; ``encode`` and ``decode`` turn them into the engine's values and
+    back, once per read from the store and once per write to it.
+    """
+
+    def __init__(self, table: Any, partition: int, partitions: int, *, encode: Callable[[V], bytes],
+                 decode: Callable[[bytes], V], local: Callable[[str], bool] | None = None) -> None:
         self.table = table
         self.partition = partition
         self.partitions = partitions
+        self.encode = encode
+        self.decode = decode
         self._cache: dict[str, Any] = {}
         self._dirty: set[str] = set()
+        self._pending: dict[str, bytes | None] = {}
+        """Snapshots taken but not yet in the store: key -> encoded value (None: deleted)."""
         self.local = local or (lambda key: partition_of(key, partitions) == partition)
 
     def __getitem__(self, key: str) -> V:
         value = self._cache.get(key, _MISSING)
         if value is _MISSING:
-            value = self.table.get(key)
+            raw = self._pending.get(key, _MISSING)
+            if raw is _MISSING:
+                raw = self.table.data.get(key)
+            value = None if raw is None else self.decode(raw)
             self._cache[key] = value
         if value is None:
             raise KeyError(key)
@@ -91,12 +105,17 @@ class PartitionView(MutableMapping[str, V], Generic[V]):
         open_partition = getattr(self.table.data, "_db_for_partition", None)
         if open_partition is not None:
             open_partition(self.partition)
+        cache, pending = self._cache, self._pending
         seen = set()
-        for key in list(self.table.keys()):
-            if isinstance(key, str) and self.local(key) and key not in self._cache:
+        for key in list(self.table.data.keys()):
+            if isinstance(key, str) and self.local(key) and key not in cache and key not in pending:
                 seen.add(key)
                 yield key
-        for key, value in list(self._cache.items()):
+        for key, raw in list(pending.items()):
+            if raw is not None and key not in cache:
+                seen.add(key)
+                yield key
+        for key, value in list(cache.items()):
             if value is not None and key not in seen:
                 yield key
 
@@ -107,18 +126,23 @@ class PartitionView(MutableMapping[str, V], Generic[V]):
     def dirty(self) -> int:
         return len(self._dirty)
 
-    def flush(self) -> int:
-        """Write every changed key once (a delete is a changelog tombstone); forget the batch."""
-        written = 0
+    def snapshot(self) -> list[tuple[str, bytes | None]]:
+        """Every key changed since the last snapshot, encoded (None: deleted). They stay readable
+        here until :meth:`written` says the store has them."""
+        cache, pending = self._cache, self._pending
+        items = []
         for key in self._dirty:
-            value = self._cache[key]
-            if value is None:
-                if key in self.table:
-                    del self.table[key]
-                    written += 1
-            else:
-                self.table[key] = value
-                written += 1
+            value = cache[key]
+            raw = None if value is None else self.encode(value)
+            pending[key] = raw
+            items.append((key, raw))
         self._dirty.clear()
-        self._cache.clear()
-        return written
+        cache.clear()
+        return items
+
+    def written(self, items: list[tuple[str, bytes | None]]) -> None:
+        """The store now holds ``items`` (a snapshot); a later snapshot of a key stays pending."""
+        pending = self._pending
+        for key, raw in items:
+            if pending.get(key, _MISSING) is raw:
+                del pending[key]

@@ -45,6 +45,10 @@ class WorkerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     align_wait: float = 0.5
     """Seconds a partition's other topics wait for one that is behind and silent (event-time alignment)."""
     batch_max: int = 2000
+    """Most records one fetch hands to the pipeline."""
+    commit_interval: float = 0.5
+    """Seconds between commits. Changes are sent as soon as their batch is applied; a commit makes
+    state and offsets durable, so this bounds what a crash re-reads, not when changes go out."""
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"

@@ -2,21 +2,23 @@
 
 faust does what it does well: consumer-group membership and partition assignment, tables
 with changelogs restored on rebalance (RocksDB by default), standby replicas, the web server
-and timers. The hot path does not go through faust's per-message stream machinery: the input
-topics are one channel whose buffer this module drains in batches, grouped by partition. One
-:class:`~streams.engine.Engine` per partition (its clock is the partition's event time) applies
-the batch; then, in this order,
+and timers. The hot path does not go through faust's per-message stream machinery: the
+consumer hands over each fetch of the input topics as it came (:mod:`streams.consumer`), and
+one :class:`~streams.engine.Engine` per partition (its clock is the partition's event time)
+applies it. The segment changes, dead letters and identity hand-offs of a batch are sent at
+once. Every ``commit_interval`` seconds, and before partitions move or the worker stops, a
+commit makes it all durable, in this order:
 
-1. segment changes, dead letters and identity hand-offs are produced, and awaited (acks=all,
-   idempotent producer),
-2. each changed customer is written once to the table (one changelog record per customer per
-   batch), with the partition's last applied offsets,
-3. the batch's messages are acked, so faust commits their offsets.
+1. the sends so far are awaited (acks=all, idempotent producer),
+2. each customer changed since the last commit is written once to its table and changelog
+   (:mod:`streams.changelog`), and awaited,
+3. the partitions' last applied offsets are written to the ``progress`` table, and awaited,
+4. the input offsets are committed to the consumer group.
 
-A crash between 1 and 2 re-produces the same changes with the same change_ids (at-least-once:
-consumers drop them by id); a crash between 2 and 3 re-delivers events that the recorded
-offsets skip. No event is acked before its effects are durable, and one bad message is a dead
-letter, never a stopped worker.
+A crash before 2 re-reads the events and re-sends their changes with the same change_ids
+(at-least-once: consumers drop them by id); a crash between 2 and 4 re-reads events that the
+customers' recorded positions skip. No offset is committed before its effects are durable,
+and one bad message is a dead letter, never a stopped worker.
 
 Identity: events are keyed by customer id, or by visitor id before login, so a visitor's record
 and its customer's may live on different partitions. An ``identify`` (keyed by customer) goes
@@ -32,6 +34,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +47,11 @@ from faust.types import TP
 
 from streams import state as state_codec
 from streams.alignment import BEHIND, CAUGHT_UP, UNKNOWN, Aligner
+from streams.changelog import ChangelogWrites
 from streams.changes import SegmentChange
 from streams.changes import encode as encode_change
 from streams.clock import SECOND
+from streams.consumer import Batch, consumer_class
 from streams.engine import Engine
 from streams.errors import SegmenterError
 from streams.events import BadEvent, Envelope, decode, type_of
@@ -59,16 +64,6 @@ from streams.state import CustomerState
 log = logging.getLogger("segmenter.worker")
 
 
-class _StateCodec(codecs.Codec):
-    """Customer records in the table and its changelog: msgpack arrays through msgspec."""
-
-    def _dumps(self, obj: Any) -> bytes:
-        return state_codec.encode(obj)
-
-    def _loads(self, s: bytes) -> Any:
-        return state_codec.decode(s)
-
-
 class _Utf8Codec(codecs.Codec):
     def _dumps(self, obj: Any) -> bytes:
         return obj.encode() if isinstance(obj, str) else bytes(obj)
@@ -77,7 +72,6 @@ class _Utf8Codec(codecs.Codec):
         return s.decode()
 
 
-codecs.register("segmenter-state", _StateCodec())
 codecs.register("segmenter-utf8", _Utf8Codec())
 
 
@@ -128,12 +122,16 @@ def _decode_handoff(raw: bytes) -> Handoff | None:
         return None
 
 
+def _decode_utf8(raw: bytes) -> str:
+    return raw.decode()
+
+
 class AliasView(PartitionView[str]):
     """Visitor -> customer aliases of one partition. An alias of a visitor kept on another
     partition is that partition's to change: removing it there is an :class:`Unlink` hand-off."""
 
     def __init__(self, table: Any, partition: int, partitions: int, outbox: Outbox) -> None:
-        super().__init__(table, partition, partitions)
+        super().__init__(table, partition, partitions, encode=str.encode, decode=_decode_utf8)
         self.outbox = outbox
 
     def __setitem__(self, key: str, value: str) -> None:
@@ -151,12 +149,13 @@ class AliasView(PartitionView[str]):
 
 
 class Outbox:
-    """Everything one batch produces, sent together and awaited before the batch is committed."""
+    """What the batches produce: sent as soon as a batch is applied, awaited at the commit."""
 
     def __init__(self, settings: WorkerSettings, metrics: Metrics) -> None:
         self.settings = settings
         self.metrics = metrics
         self.records: list[tuple[str, bytes | None, bytes, list[tuple[str, bytes]] | None]] = []
+        self.in_flight: list[asyncio.Future[Any]] = []
 
     def change(self, change: SegmentChange) -> None:
         value = encode_change(change)
@@ -187,12 +186,26 @@ class Outbox:
         self.records.append((self.settings.identity_topic, key.encode(), _handoff_encoder.encode(handoff), None))
 
     async def send(self, producer: AIOKafkaProducer) -> None:
-        if not self.records:
-            return
-        futures = [await producer.send(topic, value, key=key, headers=headers)
-                   for topic, key, value, headers in self.records]
-        await asyncio.gather(*futures)
+        """Hand the records to the producer, which batches them per partition; don't wait."""
+        for topic, key, value, headers in self.records:
+            self.in_flight.append(await producer.send(topic, value, key=key, headers=headers))
         self.records.clear()
+
+    def take_in_flight(self) -> list[asyncio.Future[Any]]:
+        """The sends so far, for a commit to wait on."""
+        futures, self.in_flight = self.in_flight, []
+        return futures
+
+
+@dataclass
+class Snapshot:
+    """What one commit makes durable, taken between two batches."""
+
+    sent: list[asyncio.Future[Any]]
+    records: list[tuple[int, PartitionView[Any], list[tuple[str, bytes | None]]]]
+    """(partition, view, its changed keys encoded)"""
+    offsets: dict[tuple[str, int], int]
+    """(topic, partition) -> last applied offset, where it moved since the last commit."""
 
 
 class Worker:
@@ -202,29 +215,40 @@ class Worker:
         self.settings = settings
         self.pack = pack
         self.metrics = Metrics()
+        self.batch_topics = frozenset([*settings.input_topics, settings.identity_topic])
         self.app = self._make_app()
-        self.customers = self._table("customers", "segmenter-state")
-        self.aliases = self._table("aliases", "segmenter-utf8")
+        self.customers = self._table("customers", "raw")
+        self.aliases = self._table("aliases", "raw")
         self.progress = self._table("progress", "segmenter-utf8")
         self.source_topics = [*settings.input_topics, settings.identity_topic]
-        self.channel = faust.Topic(self.app, topics=self.source_topics, key_serializer="raw",
-                                   value_serializer="raw", is_iterator=True,
-                                   maxsize=max(4 * settings.batch_max, 4096))
+        # Subscribes the consumer group to the source topics; their records never reach this
+        # topic's stream, the consumer hands them to take().
+        self.subscription = faust.Topic(self.app, topics=self.source_topics, key_serializer="raw",
+                                        value_serializer="raw")
+        self.inbox: asyncio.Queue[tuple[int, Batch]] = asyncio.Queue(maxsize=4)
         self.engines: dict[int, Engine] = {}
         self.applied: dict[tuple[str, int], int] = {}
-        """(topic, partition) -> offset of the last message applied, as saved with the state."""
+        """(topic, partition) -> offset of the last message applied."""
+        self.recorded: dict[tuple[str, int], int] = {}
+        """(topic, partition) -> the offset the last commit recorded (``progress`` and the group)."""
         self.received: dict[tuple[str, int], int] = {}
+        self.highwaters: dict[tuple[str, int], int | None] = {}
+        """End offsets of the source partitions as of the latest fetch, for the aligner."""
         self.awaiting_merge: set[str] = set()
         """Customers (and their visitor ids) whose identify went out as a Link and is not back yet."""
-        self.aligner = Aligner([*settings.input_topics, settings.identity_topic], self._progress, max_wait=settings.align_wait,
+        self.aligner = Aligner(self.source_topics, self._progress, max_wait=settings.align_wait,
                                max_wait_behind=30.0, max_buffered=50 * settings.batch_max,
                                bypass=settings.identity_topic)
-        self.outboxes: dict[int, Outbox] = {}
+        self.outbox = Outbox(settings, self.metrics)
         self.last_input: dict[int, tuple[float, int]] = {}
         """partition -> (wall time, partition clock) at its latest input, for idle ticks."""
+        self.last_commit = time.monotonic()
+        self.committing: asyncio.Task[None] | None = None
         self.lock = asyncio.Lock()
         self.producer: AIOKafkaProducer | None = None
+        self.writes: ChangelogWrites | None = None
         self.ready = asyncio.Event()
+        self.stopping = False
         self._register()
 
     # --- app -------------------------------------------------------------------------------
@@ -235,7 +259,7 @@ class Worker:
         options: dict[str, Any] = {}
         if s.security_protocol != "PLAINTEXT":
             options["broker_credentials"] = self._credentials()
-        return faust.App(
+        app = faust.App(
             s.app_id,
             broker=[f"kafka://{server.strip()}" for server in s.bootstrap_servers.split(",")],
             store="rocksdb://" if s.store == "rocksdb" else "memory://",
@@ -245,7 +269,6 @@ class Worker:
             producer_acks=-1,
             consumer_auto_offset_reset="earliest",
             broker_max_poll_records=max(s.batch_max, 500),
-            stream_buffer_maxsize=max(4 * s.batch_max, 4096),
             web_enabled=True,
             web_bind=s.web_host,
             web_port=s.web_port,
@@ -255,13 +278,15 @@ class Worker:
             web_metrics_enabled=False,
             **options,
         )
+        app.transport.Consumer = consumer_class(self)  # type: ignore[misc]
+        return app
 
     def _table(self, name: str, value_serializer: str) -> Any:
         schema: Any = faust.Schema(key_serializer="segmenter-utf8", value_serializer=value_serializer)
         table: Any = self.app.Table(name, partitions=self.settings.partitions, schema=schema)
         # faust derives a table's own serializers from key_type/value_type (JSON for anything but
-        # bytes) and builds the changelog topic with them at once; ours are msgspec codecs, for
-        # the store, the changelog and its recovery alike.
+        # bytes) and builds the changelog topic with them at once; ours are set here, for the
+        # store, the changelog and its recovery alike.
         table.key_serializer = "segmenter-utf8"
         table.value_serializer = value_serializer
         table._changelog_topic = None
@@ -278,7 +303,7 @@ class Worker:
 
     def _register(self) -> None:
         app = self.app
-        app.topics.add(self.channel)
+        app.topics.add(self.subscription)
         app.task(self._pipeline)
         app.timer(self.settings.tick_interval)(self._tick)
         self.customers.on_recover(self._on_recover)
@@ -297,14 +322,14 @@ class Worker:
         engine = self.engines.get(partition)
         if engine is None:
             n = self.settings.partitions
-            outbox = self.outboxes.setdefault(partition, Outbox(self.settings, self.metrics))
             with self.writing(partition):
-                states: PartitionView[CustomerState] = PartitionView(self.customers, partition, n)
-                engine = Engine(self.pack, states=states, aliases=AliasView(self.aliases, partition, n, outbox))
+                states: PartitionView[CustomerState] = PartitionView(
+                    self.customers, partition, n, encode=state_codec.encode, decode=state_codec.decode)
+                engine = Engine(self.pack, states=states, aliases=AliasView(self.aliases, partition, n, self.outbox))
                 for topic in self.source_topics:
                     recorded = self.progress.get(f"{topic}#{partition}")
                     if recorded is not None:
-                        self.applied[topic, partition] = int(recorded)
+                        self.applied[topic, partition] = self.recorded[topic, partition] = int(recorded)
             self.engines[partition] = engine
             log.info("partition %d: %d timers, segment sizes %s", partition, len(engine.timers),
                      dict(engine.sizes))
@@ -325,6 +350,7 @@ class Worker:
             self.ready.set()
 
     async def _on_revoked(self, app: Any, revoked: set[Any], **_: Any) -> None:
+        """After :meth:`settle`: the partitions' work is durable; their engines go."""
         async with self.lock:
             for tp in revoked:
                 if tp.topic == self.settings.clickstream_topic:
@@ -334,81 +360,97 @@ class Worker:
         self.engines.pop(partition, None)
         self.aligner.drop(partition)
         self.last_input.pop(partition, None)
-        for key in [k for k in self.applied if k[1] == partition]:
-            del self.applied[key]
-        for key in [k for k in self.received if k[1] == partition]:
-            del self.received[key]
+        for mapping in (self.applied, self.recorded, self.received):
+            for key in [k for k in mapping if k[1] == partition]:
+                del mapping[key]
 
     # --- the hot path -------------------------------------------------------------------------
+
+    async def take(self, records: Batch) -> None:
+        """From the consumer: one fetch of the source topics. Waits while the pipeline is behind."""
+        await self.inbox.put((self.app.consumer_generation_id, records))
+
+    async def settle(self) -> None:
+        """From the consumer, before partitions move or the worker stops: commit everything."""
+        if self.app.should_stop:
+            self.stopping = True
+        async with self.lock:
+            while not self.inbox.empty():  # fetched, not applied: read again from the committed offsets
+                self.inbox.get_nowait()
+            if self.producer is not None:
+                await self._commit_now()
 
     async def _pipeline(self) -> None:
         s = self.settings
         self.producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, acks="all",
-                                         enable_idempotence=True, linger_ms=5,
+                                         enable_idempotence=True, linger_ms=2,
                                          max_batch_size=1 << 20, **s.kafka_security())
         await self.producer.start()
+        self.writes = ChangelogWrites(self.producer)
         try:
-            queue = self.channel.queue
-            batch_max = s.batch_max
+            inbox = self.inbox
             while True:
-                batch = [await queue.get()]
-                while len(batch) < batch_max and not queue.empty():
-                    batch.append(queue.get_nowait())
+                generation, records = await inbox.get()
                 async with self.lock:
-                    await self.handle(batch)
+                    if self.stopping or generation != self.app.consumer_generation_id:
+                        # Fetched before a rebalance: faust seeks back to the committed offsets.
+                        continue
+                    await self.handle(records)
         finally:
             await self.producer.stop()
 
-
-    async def handle(self, batch: list[Any]) -> None:
-        """Take in a batch from the channel; apply what alignment releases; commit; ack."""
+    async def handle(self, records: Batch) -> None:
+        """Take in one fetch; apply what alignment releases; send its output; commit when due."""
         started = time.perf_counter()
         identity = self.settings.identity_topic
-        for event in batch:
-            message = event.message
-            self.metrics.events_in.labels(message.topic).inc()
-            if message.offset <= self.applied.get((message.topic, message.partition), -1):
-                event.ack()  # applied before a restart; its effects are already in the table
+        max_bytes = self.settings.max_event_bytes
+        owned = self.owned_partitions()
+        push = self.aligner.push
+        for tp, batch in records.items():
+            topic, partition = tp.topic, tp.partition
+            if partition not in owned:
                 continue
-            self.received[message.topic, message.partition] = message.offset
-            raw = message.value if isinstance(message.value, bytes) else b""
-            if message.topic == identity:
-                handoff = _decode_handoff(raw)
-                self.aligner.push(message.partition, message.topic, getattr(handoff, "ts", None), (event, handoff))
-                continue
-            decoded = decode(raw, max_bytes=self.settings.max_event_bytes)
-            ts = None if isinstance(decoded, BadEvent) else decoded.instant
-            self.aligner.push(message.partition, message.topic, ts, (event, decoded))
+            self.engine_for(partition)
+            self.metrics.events_in.labels(topic).inc(len(batch))
+            applied = self.applied.get((topic, partition), -1)
+            for record in batch:
+                if record.offset <= applied:
+                    continue  # applied before a restart; its effects are already in the table
+                raw = record.value if isinstance(record.value, bytes) else b""
+                if topic == identity:
+                    handoff = _decode_handoff(raw)
+                    push(partition, topic, getattr(handoff, "ts", None), (record, handoff))
+                    continue
+                decoded = decode(raw, max_bytes=max_bytes)
+                push(partition, topic, None if isinstance(decoded, BadEvent) else decoded.instant,
+                     (record, decoded))
+            self.received[topic, partition] = batch[-1].offset
+        self.highwaters.clear()
         await self._apply_released(started)
 
     async def _apply_released(self, started: float) -> None:
+        assert self.producer is not None
         identity = self.settings.identity_topic
         wall = time.time()
-        done: list[Any] = []
-        touched = []
+        outbox = self.outbox
         for partition in sorted(self.aligner.partitions()):
             engine = self.engine_for(partition)
-            outbox = self.outboxes[partition]
             with self.writing(partition):
                 applied = 0
                 # One at a time: applying an identify may hold the customer's next events.
                 while ready := self.aligner.release(partition, wall, self._held, limit=1):
-                    event, decoded = ready[0]
-                    if event.message.topic == identity:
-                        self._handoff(partition, engine, outbox, decoded, event.message)
+                    record, decoded = ready[0]
+                    if record.topic == identity:
+                        self._handoff(partition, engine, outbox, decoded, record)
                     else:
-                        self._apply(partition, engine, outbox, event.message, decoded)
-                    self.applied[event.message.topic, partition] = event.message.offset
-                    done.append(event)
+                        self._apply(partition, engine, outbox, record, decoded)
+                    self.applied[record.topic, partition] = record.offset
                     applied += 1
             if applied:
                 self.last_input[partition] = (wall, engine.clock or 0)
-                touched.append(partition)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
-        if touched:
-            await self._commit(touched)
-        for event in done:
-            event.ack()
+        await outbox.send(self.producer)
+        self._maybe_commit()
 
     def _held(self, item: tuple[Any, Any]) -> bool:
         """An event of a customer whose identify is still travelling waits for its merge, so the
@@ -420,36 +462,78 @@ class Worker:
 
     def _progress(self, topic: str, partition: int) -> int:
         """Whether a topic partition is read to its end, as far as the last fetch knows."""
-        high = self.app.consumer.highwater(TP(topic, partition))
+        key = (topic, partition)
+        try:
+            high = self.highwaters[key]
+        except KeyError:
+            high = self.highwaters[key] = self.app.consumer.highwater(TP(topic, partition))
         if high is None:
             return UNKNOWN
-        read = self.received.get((topic, partition), self.applied.get((topic, partition), -1))
+        read = self.received.get(key, self.applied.get(key, -1))
         return CAUGHT_UP if read + 1 >= high else BEHIND
 
-    async def _commit(self, partitions: list[int]) -> None:
-        """Produce the partitions' outboxes, then write their state and offsets: steps 1 and 2 above."""
-        assert self.producer is not None
-        for partition in partitions:
-            await self.outboxes[partition].send(self.producer)
-        written = []
-        for partition in partitions:
-            engine = self.engines.get(partition)
-            if engine is None:
-                continue
+    def _maybe_commit(self) -> None:
+        """Start a commit if one is due and none is running; surface a failed one."""
+        if self.committing is not None:
+            if not self.committing.done():
+                return
+            task, self.committing = self.committing, None
+            task.result()
+        if time.monotonic() - self.last_commit >= self.settings.commit_interval and self._uncommitted():
+            self.committing = asyncio.create_task(self._commit(self._snapshot()))
+
+    async def _commit_now(self) -> None:
+        """Wait for the running commit, then commit everything applied so far."""
+        if self.committing is not None:
+            task, self.committing = self.committing, None
+            await task
+        await self.outbox.send(self.producer)
+        await self._commit(self._snapshot())
+
+    def _uncommitted(self) -> bool:
+        return bool(self.outbox.in_flight) or any(
+            engine.states.dirty or engine.aliases.dirty  # type: ignore[attr-defined]
+            for engine in self.engines.values()) or any(
+            self.recorded.get(key) != offset for key, offset in self.applied.items())
+
+    def _snapshot(self) -> Snapshot:
+        records = []
+        for partition, engine in self.engines.items():
+            views: tuple[Any, ...] = (engine.states, engine.aliases)
+            for view in views:
+                items = view.snapshot()
+                if items:
+                    records.append((partition, view, items))
+        offsets = {key: offset for key, offset in self.applied.items() if self.recorded.get(key) != offset}
+        return Snapshot(self.outbox.take_in_flight(), records, offsets)
+
+    async def _commit(self, snapshot: Snapshot) -> None:
+        """Steps 1 to 4 of the module's docstring."""
+        assert self.writes is not None
+        writes = self.writes
+        if snapshot.sent:
+            await asyncio.gather(*snapshot.sent)
+        for partition, view, items in snapshot.records:
+            for start in range(0, len(items), 500):
+                with self.writing(partition):
+                    for key, raw in items[start:start + 500]:
+                        writes.write(view.table, partition, key, raw)
+                await asyncio.sleep(0)  # a long write-back lets the pipeline in between
+        await writes.send()
+        # The state must be in its changelog before the offsets that say it is there: changelog
+        # topics are separate, so nothing else orders them.
+        for (topic, partition), offset in snapshot.offsets.items():
             with self.writing(partition):
-                engine.states.flush()  # type: ignore[attr-defined]
-                engine.aliases.flush()  # type: ignore[attr-defined]
-            written.append(partition)
-        # The state must be in its changelog before the offsets that say it is there, and both
-        # before the batch is acked: changelog topics are separate, so nothing else orders them.
-        await self.app.producer.flush()
-        for partition in written:
-            with self.writing(partition):
-                for topic in self.source_topics:
-                    offset = self.applied.get((topic, partition))
-                    if offset is not None:
-                        self.progress[f"{topic}#{partition}"] = str(offset)
-        await self.app.producer.flush()
+                writes.write(self.progress, partition, f"{topic}#{partition}", str(offset).encode())
+        await writes.send()
+        if snapshot.offsets:
+            consumer: Any = self.app.consumer
+            await consumer._commit({TP(topic, partition): offset + 1
+                                    for (topic, partition), offset in snapshot.offsets.items()})
+            self.recorded.update(snapshot.offsets)
+        for _, view, items in snapshot.records:
+            view.written(items)
+        self.last_commit = time.monotonic()
         self._gauges()
 
     def _apply(self, partition: int, engine: Engine, outbox: Outbox, message: Any,
@@ -517,14 +601,17 @@ class Worker:
     # --- time ------------------------------------------------------------------------------------
 
     async def _tick(self) -> None:
-        """Idle partitions: their clock follows the wall clock, so deadlines fire on time."""
-        if self.producer is None:
+        """Idle partitions: their clock follows the wall clock, so deadlines fire on time. And
+        whatever waits for a commit gets one within ``commit_interval``."""
+        if self.producer is None or self.stopping:
             return
         async with self.lock:
+            if self.stopping:
+                return
+            self.highwaters.clear()
             if self.aligner.buffered:
                 await self._apply_released(time.perf_counter())
             wall = time.time()
-            due = []
             for partition, engine in self.engines.items():
                 last = self.last_input.get(partition)
                 if last is None or wall - last[0] < self.settings.idle_after:
@@ -533,11 +620,10 @@ class Worker:
                 with self.writing(partition):
                     changes = engine.tick(target)
                 for change in changes:
-                    self.outboxes[partition].change(change)
-                if changes or engine.states.dirty:  # type: ignore[attr-defined]
-                    due.append(partition)
-            if due:
-                await self._commit(due)
+                    self.outbox.change(change)
+            if self.outbox.records:
+                await self.outbox.send(self.producer)
+            self._maybe_commit()
             self._lag()
 
     # --- topics and gauges --------------------------------------------------------------------

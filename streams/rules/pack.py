@@ -72,8 +72,12 @@ class RulePack:
     affected: dict[tuple[str, bool, bool], tuple[Rule, ...]] = field(default_factory=dict)
     """(event type, deadline due, device/channel/first_seen changed) -> the rules to re-evaluate,
     in pack order: those reading something the event can change, plus the timed ones when due."""
+    _reads: dict[str, tuple[tuple[str, str, Callable[[Any], Any]], ...]] = field(default_factory=dict)
+    """Rule name -> (field, type, getter) of what it reads, sorted: a change's reason, ready-made."""
 
     def __post_init__(self) -> None:
+        self._reads = {rule.name: tuple((name, self.fields[name].type, self.fields[name].get)
+                                        for name in sorted(rule.reads)) for rule in self.rules}
         self.timed_rules = tuple(r for r in self.rules if r.timed)
         by_type: dict[str, list[WindowDef]] = {}
         for window in self.windows.values():
@@ -104,4 +108,4 @@ class RulePack:
 
     def reason(self, rule: Rule, state: Any, fmt: Callable[[str, Any], Any]) -> dict[str, Any]:
         """The values the rule read, as they were when it flipped."""
-        return {name: fmt(self.fields[name].type, self.fields[name].get(state)) for name in sorted(rule.reads)}
+        return {name: fmt(typ, get(state)) for name, typ, get in self._reads[rule.name]}

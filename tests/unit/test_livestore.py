@@ -1,0 +1,86 @@
+"""The worker's write-back view of a table partition: what the engine reads while a commit is
+on its way to the store must be what it wrote, never the older record in the store."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from streams.livestore import PartitionView, partition_of
+
+pytestmark = pytest.mark.unit
+
+N = 4
+
+
+def keys_on(partition: int, count: int) -> list[str]:
+    found = []
+    i = 0
+    while len(found) < count:
+        key = f"c{i}"
+        if partition_of(key, N) == partition:
+            found.append(key)
+        i += 1
+    return found
+
+
+def view(store: dict[str, bytes]) -> PartitionView[str]:
+    table = SimpleNamespace(data=store)
+    return PartitionView(table, 0, N, encode=str.encode, decode=bytes.decode)
+
+
+def test_a_snapshot_is_read_back_until_the_store_has_it() -> None:
+    a, b = keys_on(0, 2)
+    store = {a: b"old"}
+    v = view(store)
+    assert v[a] == "old"
+    v[a] = "new"
+    v[b] = "fresh"
+    items = v.snapshot()
+    assert sorted(items) == sorted([(a, b"new"), (b, b"fresh")])
+    assert v.dirty == 0
+    assert v[a] == "new" and v[b] == "fresh"  # the store still says "old" and nothing
+    store.update((key, raw) for key, raw in items if raw is not None)
+    v.written(items)
+    assert v[a] == "new" and v[b] == "fresh"
+
+
+def test_a_deleted_key_stays_deleted_while_its_snapshot_is_pending() -> None:
+    (a,) = keys_on(0, 1)
+    store = {a: b"old"}
+    v = view(store)
+    del v[a]
+    items = v.snapshot()
+    assert items == [(a, None)]
+    assert v.get(a) is None
+    assert list(v) == []
+    del store[a]
+    v.written(items)
+    assert v.get(a) is None
+
+
+def test_a_later_change_survives_the_write_of_an_earlier_snapshot() -> None:
+    (a,) = keys_on(0, 1)
+    store: dict[str, bytes] = {}
+    v = view(store)
+    v[a] = "one"
+    first = v.snapshot()
+    v[a] = "two"  # applied while the first commit is out
+    store[a] = b"one"
+    v.written(first)
+    assert v[a] == "two"
+    assert v.snapshot() == [(a, b"two")]
+
+
+def test_iteration_sees_store_pending_and_cached_keys_once() -> None:
+    a, b, c, d = keys_on(0, 4)
+    (elsewhere,) = keys_on(1, 1)
+    store = {a: b"1", b: b"2", elsewhere: b"x"}
+    v = view(store)
+    v[c] = "3"
+    v.snapshot()  # c pending
+    v[d] = "4"  # d cached and dirty
+    del v[b]  # b deleted, not yet snapshotted
+    assert sorted(v) == sorted([a, c, d])
+    assert len(v) == 3
