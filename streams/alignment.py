@@ -18,7 +18,7 @@ no event time (a bad one) leaves as soon as it is at the head of its topic.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 _EARLIEST = -(1 << 62)
@@ -49,17 +49,16 @@ class Aligner:
         queues[topic].append((_EARLIEST if ts is None else ts, item))
         self.buffered += 1
 
-    def release(self, partition: int, wall: float, hold: Callable[[Any], bool] | None = None,
-                limit: int | None = None) -> list[Any]:
+    def release(self, partition: int, wall: float, hold: Callable[[Any], bool] | None = None) -> Iterator[Any]:
         """Items of ``partition`` that may be applied now, in the order to apply them.
 
-        ``hold(item)`` true keeps that item, and so everything after it, waiting: the worker holds a
-        customer whose ``identify`` is on its way to the visitor's partition and back.
+        A generator, so each item is decided after the one before it was applied: ``hold(item)``
+        true keeps that item, and so everything after it, waiting. The worker holds a customer
+        whose ``identify`` is on its way to the visitor's partition and back.
         """
         queues = self._queues.get(partition)
-        out: list[Any] = []
         if not queues:
-            return out
+            return
         while True:
             heads: list[deque[tuple[int, Any]]] = []
             wait = 0.0
@@ -74,26 +73,35 @@ class Aligner:
                         wait = max(wait, self.max_wait)
             if not heads:
                 self._waiting_since.pop(partition, None)
-                return out
-            heads.sort(key=lambda q: q[0][0])
+                return
+            if len(heads) > 1:
+                heads.sort(key=lambda q: q[0][0])
             if wait and heads[0][0][0] != _EARLIEST:
                 since = self._waiting_since.setdefault(partition, wall)
                 if wall - since < wait and self.buffered < self.max_buffered:
-                    return out
+                    return
             else:
                 self._waiting_since.pop(partition, None)
             best = heads[0]
+            if len(heads) == 1 and not wait:
+                # Every other topic is read to its end and nothing is pushed while this runs:
+                # the one queue leaves in its own order.
+                while best:
+                    if hold is not None and hold(best[0][1]):
+                        break
+                    self.buffered -= 1
+                    yield best.popleft()[1]
+                if not best:
+                    continue
             if hold is not None and hold(best[0][1]):
                 # The held item waits for something on the bypass topic (the identity merge that
                 # releases it); nothing else may overtake it in event time.
                 bypass = queues.get(self.bypass) if self.bypass else None
                 if not bypass:
-                    return out
+                    return
                 best = bypass
-            out.append(best.popleft()[1])
             self.buffered -= 1
-            if limit is not None and len(out) >= limit:
-                return out
+            yield best.popleft()[1]
 
     def partitions(self) -> list[int]:
         return [p for p, queues in self._queues.items() if any(queues.values())]

@@ -437,9 +437,7 @@ class Worker:
             engine = self.engine_for(partition)
             with self.writing(partition):
                 applied = 0
-                # One at a time: applying an identify may hold the customer's next events.
-                while ready := self.aligner.release(partition, wall, self._held, limit=1):
-                    record, decoded = ready[0]
+                for record, decoded in self.aligner.release(partition, wall, self._held):
                     if record.topic == identity:
                         self._handoff(partition, engine, outbox, decoded, record)
                     else:

@@ -229,6 +229,7 @@ def test_a_second_worker_shares_the_partitions_and_takes_them_over(kafka_bootstr
         feed(deployment, lines[half:])
         live = changes_of(deployment)
     unique = {str(c["change_id"]): c for c in live}
+    assert len(unique) == len(live), "a clean stop and a rebalance commit first: nothing is sent twice"
     compare(list(unique.values()), expected, lines)
 
 

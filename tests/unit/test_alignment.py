@@ -1,0 +1,100 @@
+"""Event-time alignment of a partition's input topics: what leaves, in which order, and when."""
+
+from __future__ import annotations
+
+import pytest
+
+from streams.alignment import BEHIND, CAUGHT_UP, UNKNOWN, Aligner
+
+pytestmark = pytest.mark.unit
+
+TOPICS = ["clicks", "orders", "identity"]
+
+
+def aligner(progress: dict[str, int] | None = None, **options: float) -> Aligner:
+    states = progress or {}
+    return Aligner(TOPICS, lambda topic, partition: states.get(topic, CAUGHT_UP),
+                   max_wait=options.get("max_wait", 0.5), max_wait_behind=options.get("max_wait_behind", 30.0),
+                   max_buffered=int(options.get("max_buffered", 1000)), bypass="identity")
+
+
+def test_topics_caught_up_leave_in_event_time_order_each_keeping_its_own_order() -> None:
+    a = aligner()
+    for ts, name in [(1, "c1"), (5, "c5"), (6, "c6")]:
+        a.push(0, "clicks", ts, name)
+    for ts, name in [(2, "o2"), (4, "o4")]:
+        a.push(0, "orders", ts, name)
+    assert list(a.release(0, wall=0.0)) == ["c1", "o2", "o4", "c5", "c6"]
+    assert a.buffered == 0 and a.partitions() == []
+
+
+def test_a_topic_behind_holds_the_others_until_it_delivers_or_the_wait_runs_out() -> None:
+    a = aligner({"orders": BEHIND}, max_wait_behind=30.0)
+    a.push(0, "clicks", 10, "c10")
+    assert list(a.release(0, wall=100.0)) == []
+    assert list(a.release(0, wall=120.0)) == []
+    a.push(0, "orders", 3, "o3")
+    assert list(a.release(0, wall=121.0)) == ["o3"]  # orders empty and behind again: c10 waits
+    assert list(a.release(0, wall=150.0)) == []  # the wait began again when orders delivered
+    assert list(a.release(0, wall=151.0)) == ["c10"]
+
+
+def test_a_topic_whose_end_is_unknown_waits_only_briefly() -> None:
+    a = aligner({"orders": UNKNOWN}, max_wait=0.5)
+    a.push(0, "clicks", 10, "c10")
+    assert list(a.release(0, wall=0.0)) == []
+    assert list(a.release(0, wall=0.6)) == ["c10"]
+
+
+def test_memory_bound_releases_even_while_waiting() -> None:
+    a = aligner({"orders": BEHIND}, max_buffered=3)
+    for ts in range(3):
+        a.push(0, "clicks", ts, f"c{ts}")
+    assert list(a.release(0, wall=0.0)) == ["c0"]  # at the bound: one leaves, then below it again
+
+
+def test_bad_messages_without_a_time_leave_first() -> None:
+    a = aligner()
+    a.push(0, "clicks", 7, "c7")
+    a.push(0, "orders", None, "bad")
+    assert list(a.release(0, wall=0.0)) == ["bad", "c7"]
+
+
+def test_a_held_item_waits_with_everything_after_it_but_the_bypass_topic_goes_on() -> None:
+    a = aligner()
+    a.push(0, "clicks", 1, "c1")
+    a.push(0, "clicks", 2, "held")
+    a.push(0, "clicks", 3, "c3")
+    a.push(0, "orders", 4, "o4")
+    a.push(0, "identity", 9, "merge")
+    held = {"held"}
+    out = []
+    for item in a.release(0, wall=0.0, hold=lambda item: item in held):
+        out.append(item)
+        if item == "merge":
+            held.clear()  # the merge arrived: what waited may go, decided lazily
+    assert out == ["c1", "merge", "held", "c3", "o4"]
+
+
+def test_hold_is_decided_after_the_item_before_it_was_applied() -> None:
+    a = aligner()
+    for ts, name in [(1, "identify"), (2, "after")]:
+        a.push(0, "clicks", ts, name)
+    held: set[str] = set()
+    out = []
+    for item in a.release(0, wall=0.0, hold=lambda item: item in held):
+        out.append(item)
+        if item == "identify":
+            held.add("after")  # applying the identify holds the customer's next event
+    assert out == ["identify"]
+    assert a.buffered == 1
+
+
+def test_a_dropped_partition_forgets_what_waited() -> None:
+    a = aligner()
+    a.push(0, "clicks", 1, "c1")
+    a.push(1, "clicks", 1, "other")
+    a.drop(0)
+    assert a.buffered == 1
+    assert list(a.release(0, wall=0.0)) == []
+    assert list(a.release(1, wall=0.0)) == ["other"]
