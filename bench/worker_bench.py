@@ -10,8 +10,9 @@ fresh input topics of ``--partitions`` partitions, and then lets three consumers
 same topics from the beginning, one after the other, each in a process of its own:
 
 (a) ``segmenter worker`` (rocksdb store, no standby replica): timed from its
-    ``segmenter_events_in_total`` over ``/metrics/``, polled every 0.25 s; then, on the same
-    process, the end-to-end latency at half the rate it sustained;
+    ``segmenter_events_applied_total`` over ``/metrics/``, polled every 0.25 s; then, on the same
+    process, the end-to-end latency (event produced to change consumed) at half the rate it
+    sustained, on the same kind of traffic (below);
 (b) a faust agent as faust's documentation writes one, ``async for key, value in
     stream.items(): table[key] += 1`` (a JSON int per key, rocksdb table, the raw value not
     decoded);
@@ -21,6 +22,15 @@ same topics from the beginning, one after the other, each in a process of its ow
 
 The throughput of each is the slope between 10 % and 90 % of the events consumed (start-up,
 group join and the tail excluded); the first-to-last figure is printed beside it.
+
+The latency run sends live events of simulated traffic like (a)'s (customers' own events,
+seed ``--seed`` + 1, so returning customers among new ones), paced at half (a)'s sustained
+rate, each with its ``ts`` replaced by the moment it is handed to the producer. A change
+caused by an event carries the event's instant as ``at``, so (customer id, ``at``) matches it
+to its event; changes fired by time do not match and are left out. Latency is the first
+matched change read from the changes topic minus the send; events that change nothing have
+none. The same kind of traffic as (a)'s, because a rate measured on one mix says little
+about the latency of another.
 """
 
 from __future__ import annotations
@@ -357,14 +367,15 @@ class WorkerUnderTest:
             return None
 
     def metrics(self) -> tuple[float, float, bool] | None:
-        """(events in, consumer lag summed over input partitions, whether lag is reported yet)."""
+        """(events applied, consumer lag summed over input partitions, whether lag is reported
+        yet). Applied, not read: the worker reads ahead into its event-time alignment buffer."""
         body = self.get("/metrics/")
         if body is None:
             return None
         events = lag = 0.0
         lag_seen = False
         for line in body.decode().splitlines():
-            if line.startswith("segmenter_events_in_total{"):
+            if line.startswith("segmenter_events_applied_total "):
                 events += float(line.rsplit(" ", 1)[1])
             elif line.startswith("segmenter_consumer_lag{"):
                 lag += float(line.rsplit(" ", 1)[1])
@@ -400,7 +411,7 @@ class WorkerUnderTest:
                     break
                 if events and now - shown >= 2:
                     shown = now
-                    progress(f"(a) worker: {events:,.0f}/{self.run.events:,} events in, lag {lag:,.0f}")
+                    progress(f"(a) worker: {events:,.0f}/{self.run.events:,} events applied, lag {lag:,.0f}")
                 if events == 0:  # start-up does not count against the stage's time
                     deadline = max(deadline, now + self.run.stage_timeout)
             time.sleep(0.25)
@@ -414,14 +425,18 @@ class WorkerUnderTest:
 # --- latency ------------------------------------------------------------------------------------
 
 
-def iso_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+Pair = tuple[str, str]
+"""(customer id, ``ts``) of a live event; a change it causes has the same customer id and ``at``."""
 
 
-def read_changes(bootstrap: str, changes: str, seen: dict[bytes, float], ready: threading.Event,
-                 stop: threading.Event) -> None:
-    """In a thread with its own event loop (so the producer's loop cannot delay it): the first
-    time each key shows up on the changes topic, read from its end."""
+def read_changes(bootstrap: str, changes: str, sent: dict[Pair, float], seen: dict[Pair, float],
+                 caused: dict[Pair, int], ready: threading.Event, stop: threading.Event) -> None:
+    """In a thread with its own event loop (so the producer's loop cannot delay it): the changes
+    topic read from its end. A change whose (customer id, ``at``) is a live event in ``sent`` was
+    caused by that event (``at`` is the causing event's instant, formatted as its ``ts`` was);
+    the first time each such pair shows up goes in ``seen``, and ``caused`` counts its changes.
+    Changes fired by time have another ``at`` and are left out. ``sent`` is written by the
+    producer before each send, so a change never arrives before its pair is there."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     async def loop() -> None:
@@ -443,8 +458,14 @@ def read_changes(bootstrap: str, changes: str, seen: dict[bytes, float], ready: 
                 now = time.monotonic()
                 for records in batches.values():
                     for record in records:
-                        if record.key is not None and record.key not in seen:
-                            seen[record.key] = now
+                        if not record.value:
+                            continue
+                        change = orjson.loads(record.value)
+                        pair = (change.get("customer_id"), change.get("at"))
+                        if pair in sent:
+                            caused[pair] = caused.get(pair, 0) + 1
+                            if pair not in seen:
+                                seen[pair] = now
         finally:
             ready.set()
             await consumer.stop()
@@ -452,75 +473,105 @@ def read_changes(bootstrap: str, changes: str, seen: dict[bytes, float], ready: 
     asyncio.run(loop())
 
 
-async def paced(bootstrap: str, inputs: tuple[str, str, str], prefix: str, count: int, rate: float,
-                sent: dict[bytes, float]) -> float:
-    """``count`` live ``page_view`` events of new customers, each sent on time at ``rate``; the
-    moment each is handed to the producer goes in ``sent``. Returns the seconds it took."""
+async def paced(bootstrap: str, inputs: tuple[str, str, str], lines: list[bytes], rate: float,
+                sent: dict[Pair, float]) -> tuple[float, list[Pair]]:
+    """Each line sent on time at ``rate``, its ``ts`` replaced by the present (the rest of the
+    event as simulated); the moment each is handed to the producer goes in ``sent``. Returns the
+    seconds it took and the pairs in the order sent.
+
+    The generator shares the machine with the worker and the broker, so the per-event work is
+    cut to the bone: each line is split around its ``ts`` and routed beforehand, and the loop
+    wakes every millisecond to send what has fallen due."""
     from aiokafka import AIOKafkaProducer
 
+    from streams.clock import format_instant
     from streams.feed import route
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5)
+    prepared = []
+    for line in lines:
+        start = line.index(b'"ts":"') + 6  # the envelope's ts comes before any properties
+        end = line.index(b'"', start)
+        topic, key = route(line, inputs)
+        prepared.append((line[:start], line[end:], topic, key, (key or b"").decode()))
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=1)
     await producer.start()
     pending = []
+    pairs: list[Pair] = []
+    last = 0
+    done = 0
     try:
         started = time.monotonic()
-        for i in range(count):
-            delay = started + i / rate - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            customer = f"{prefix}-{i}"
-            raw = orjson.dumps({"event_id": f"{prefix}-e{i}", "type": "page_view", "ts": iso_now(),
-                                "customer_id": customer, "session_id": f"{prefix}-s{i}", "device": "mobile",
-                                "channel": "direct", "properties": {"page_type": "home"}})
-            topic, key = route(raw, inputs)
-            sent[customer.encode()] = time.monotonic()
-            pending.append(await producer.send(topic, raw, key=key))
+        while done < len(prepared):
+            due = min(len(prepared), int((time.monotonic() - started) * rate) + 1)
+            while done < due:
+                head, tail, topic, key, customer = prepared[done]
+                # Strictly increasing, so no two events share a ts (and a pair names one event).
+                last = max(time.time_ns() // 1000, last + 1)
+                ts = format_instant(last)
+                pair = (customer, ts)
+                pairs.append(pair)
+                sent[pair] = time.monotonic()
+                pending.append(await producer.send(topic, head + ts.encode() + tail, key=key))
+                done += 1
+            await asyncio.sleep(0.001)
         seconds = time.monotonic() - started
         await asyncio.gather(*pending)
     finally:
         await producer.stop()
-    return seconds
+    return seconds, pairs
 
 
-def latency(bootstrap: str, inputs: tuple[str, str, str], changes: str, rate: float,
-            seconds: float, tag: str, pid: int, backlog: Callable[[], float | None]) -> dict[str, Any]:
-    """Live events of new customers at ``rate`` (each makes ``new_visitor`` enter at once); per
-    customer, its first change read from the changes topic minus the moment its event was
-    handed to the producer."""
-    sent: dict[bytes, float] = {}
-    seen: dict[bytes, float] = {}
+def latency(bootstrap: str, inputs: tuple[str, str, str], changes: str, rate: float, seconds: float,
+            customers: int, seed: int, pid: int, backlog: Callable[[], float | None]) -> dict[str, Any]:
+    """Live events of simulated traffic like (a)'s (another seed) at ``rate``, each with ``ts`` =
+    the moment it is sent; per event that causes a change, its first change read from the
+    changes topic minus the moment it was handed to the producer. The same kind of traffic as
+    (a) measured its rate on, so half that rate is a load the worker should carry with room."""
+    warm = max(200, int(rate * 2))
+    count = max(1, int(rate * seconds))
+    progress(f"latency: generating {warm + count:,} events of {customers:,} customers (simulator, seed {seed}) ...")
+    lines = generate(customers, warm + count, seed)[0]
+    sent: dict[Pair, float] = {}
+    seen: dict[Pair, float] = {}
+    caused: dict[Pair, int] = {}
     ready, stop = threading.Event(), threading.Event()
-    reader = threading.Thread(target=read_changes, args=(bootstrap, changes, seen, ready, stop), daemon=True)
+    reader = threading.Thread(target=read_changes, args=(bootstrap, changes, sent, seen, caused, ready, stop),
+                              daemon=True)
     reader.start()
     ready.wait(60)
 
-    def wait_seen(keys: list[bytes], grace: float) -> None:
+    def settle(grace: float) -> None:
+        """Until the worker's lag is 0 and no caused change has come for a second, or ``grace``
+        seconds. The lag gauge is refreshed every 0.25 s, hence the first wait."""
         deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and any(k not in seen for k in keys):
-            time.sleep(0.1)
+        time.sleep(0.5)
+        count_then, quiet_since = len(seen), time.monotonic()
+        while time.monotonic() < deadline:
+            if len(seen) != count_then:
+                count_then, quiet_since = len(seen), time.monotonic()
+            elif backlog() == 0 and time.monotonic() - quiet_since >= 1.0:
+                return
+            time.sleep(0.25)
 
     try:
         # Warm-up: the partitions' clocks jump from the history to now (firing what fell due).
-        warm = max(200, int(rate * 2))
-        asyncio.run(paced(bootstrap, inputs, f"{tag}-warm", warm, rate, sent))
-        wait_seen([f"{tag}-warm-{i}".encode() for i in range(warm)], 20)
-        time.sleep(1.0)
-        count = max(1, int(rate * seconds))
-        progress(f"latency: {count:,} new customers at {rate:,.0f} events/s for {seconds:g} s")
+        progress(f"latency: warm-up, {warm:,} events at {rate:,.0f} events/s")
+        asyncio.run(paced(bootstrap, inputs, lines[:warm], rate, sent))
+        settle(20)
+        progress(f"latency: {count:,} live events of simulated traffic at {rate:,.0f} events/s for {seconds:g} s")
         cpu_before = cpu_seconds(pid)
-        produce_seconds = asyncio.run(paced(bootstrap, inputs, f"{tag}-live", count, rate, sent))
+        produce_seconds, keys = asyncio.run(paced(bootstrap, inputs, lines[warm:], rate, sent))
         cpu = (cpu_seconds(pid) - cpu_before) / produce_seconds
         lag = backlog()
-        keys = [f"{tag}-live-{i}".encode() for i in range(count)]
-        wait_seen(keys, 10)
+        settle(10)
     finally:
         stop.set()
         reader.join(10)
     late = {k: seen[k] - sent[k] for k in keys if k in seen}
     quarters = [sorted(late[k] for k in keys[q * count // 4:(q + 1) * count // 4] if k in late) for q in range(4)]
-    return {"sent": count, "matched": len(late), "produce_seconds": produce_seconds,
-            "rate": count / produce_seconds, "latencies": sorted(late.values()), "cpu": cpu, "lag": lag,
+    return {"sent": count, "seed": seed, "matched": len(late), "changes": sum(caused.get(k, 0) for k in keys),
+            "produce_seconds": produce_seconds, "rate": count / produce_seconds,
+            "latencies": sorted(late.values()), "cpu": cpu, "lag": lag,
             "quarters": [percentile(q, 0.5) for q in quarters]}
 
 
@@ -755,10 +806,11 @@ def measure(args: argparse.Namespace, bootstrap: str) -> None:
             print(f"ratios:      {', '.join(ratios)}")
         if lat is not None:
             ms = lat["latencies"]
-            print(f"latency:     {lat['sent']:,} live events at {lat['rate']:,.0f}/s (half of (a)) over "
-                  f"{lat['produce_seconds']:.1f} s; {lat['matched']:,} changes matched; "
-                  f"p50 {1000 * percentile(ms, 0.5):.1f} ms, p99 {1000 * percentile(ms, 0.99):.1f} ms, "
-                  f"max {1000 * (ms[-1] if ms else float('nan')):.1f} ms")
+            print(f"latency:     {lat['sent']:,} live events of simulated traffic (seed {lat['seed']}) at "
+                  f"{lat['rate']:,.0f}/s (half of (a)) over {lat['produce_seconds']:.1f} s; "
+                  f"{lat['changes']:,} changes caused by them matched ({lat['matched']:,} events with one or more)")
+            print(f"             from send to first change: p50 {1000 * percentile(ms, 0.5):.1f} ms, "
+                  f"p99 {1000 * percentile(ms, 0.99):.1f} ms, max {1000 * (ms[-1] if ms else float('nan')):.1f} ms")
             lag = "?" if lat["lag"] is None else f"{lat['lag']:,.0f}"
             print(f"             worker CPU {100 * lat['cpu']:.0f} % while they were sent; its consumer lag "
                   f"{lag} when the last was sent (the gauge is updated every 0.25 s)")
@@ -792,12 +844,16 @@ def stage_a(args: argparse.Namespace, run: Run, results: dict[str, tuple[dict[st
         if args.py_spy and worker.proc is not None:
             spy = py_spy_start(worker.proc.pid, spy_out)
 
+    def spy_on_latency() -> None:
+        if args.py_spy_latency:
+            spy_on()
+
     progress("(a) starting segmenter worker ...")
     worker.start()
     profile_args: tuple[Path, int] | None = None
     lat: dict[str, Any] | None = None
     try:
-        a = worker.measure(on_running=spy_on)
+        a = worker.measure(on_running=None if args.py_spy_latency else spy_on)
         a_summary = a.summary()
         results["a"] = a_summary, a.finished
         if spy is not None:
@@ -808,8 +864,13 @@ def stage_a(args: argparse.Namespace, run: Run, results: dict[str, tuple[dict[st
         if args.latency_seconds > 0 and a_summary["sustained"] > 0:
             rate = 0.5 * a_summary["sustained"]
             assert worker.proc is not None
+            spy_on_latency()
             lat = latency(run.bootstrap, run.inputs, worker.changes, rate, args.latency_seconds,
-                          run.prefix, worker.proc.pid, worker.lag)
+                          args.customers, args.seed + 1, worker.proc.pid, worker.lag)
+            if spy is not None:
+                py_spy_stop(spy)
+                spy = None
+                profile_args = (spy_out, args.py_spy)
     finally:
         if spy is not None:
             spy.kill()
@@ -832,6 +893,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds each consumer may take after its first event (default 120)")
     parser.add_argument("--py-spy", type=int, default=0, metavar="N",
                         help="profile the worker during (a) with py-spy and print the top N functions")
+    parser.add_argument("--py-spy-latency", action="store_true",
+                        help="with --py-spy: profile the latency run instead of (a)")
     parser.add_argument("--only", default="abc", metavar="STAGES",
                         help="run only these of the stages a, b, c (default abc)")
     parser.add_argument("--worker-env", action="append", default=[], metavar="NAME=VALUE",

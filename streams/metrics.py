@@ -10,6 +10,8 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.events_in = Counter("segmenter_events_in", "Messages read, by topic", ["topic"], registry=r)
+        self.events_applied = Counter("segmenter_events_applied", "Messages taken through the engines (after "
+                                      "event-time alignment), dead letters included", registry=r)
         self.bad_events = Counter("segmenter_bad_events", "Messages sent to the dead-letter topic", ["topic"],
                                   registry=r)
         self.duplicates = Counter("segmenter_duplicate_events", "Events dropped as exact duplicates", registry=r)

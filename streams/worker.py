@@ -393,7 +393,7 @@ class Worker:
     async def _pipeline(self) -> None:
         s = self.settings
         self.producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, acks="all",
-                                         enable_idempotence=True, linger_ms=0,
+                                         enable_idempotence=True, linger_ms=5,
                                          max_batch_size=1 << 20, **s.kafka_security())
         await self.producer.start()
         self.writes = ChangelogWrites(self.producer)
@@ -462,12 +462,14 @@ class Worker:
                     if in_slice == SLICE:
                         # Let the slice's output go out and the next fetch come in: a fetch of
                         # thousands applied in one go would hold both back for tens of ms.
+                        self.metrics.events_applied.inc(in_slice)
                         self.metrics.batch_seconds.observe(time.perf_counter() - started)
                         await outbox.send(self.producer)
                         await asyncio.sleep(0)
                         started, in_slice = time.perf_counter(), 0
             if applied:
                 self.last_input[partition] = (wall, engine.clock or 0)
+        self.metrics.events_applied.inc(in_slice)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         await outbox.send(self.producer)
         self._maybe_commit()
