@@ -11,6 +11,12 @@ offset is ahead of what was read) holds the others back until it delivers, up to
 ``max_wait_behind`` seconds; one whose end is not known yet, up to ``max_wait``;
 ``max_buffered`` bounds the memory either way.
 
+Live, the waiting costs latency and buys little: a topic is then "behind" by the few messages
+of the fetch under way, stamped about when the held one was. So when the message that would
+leave next is within ``live_horizon`` of the wall clock, a topic behind holds it for
+``live_wait_behind`` at most; a message that arrives later than that is applied late (the
+engine allows for lateness), which replay would have applied a moment earlier.
+
 Per topic the FIFO keeps Kafka's order, so offsets are still applied in order. A message with
 no event time (a bad one) leaves as soon as it is at the head of its topic.
 """
@@ -30,7 +36,8 @@ UNKNOWN = 2
 
 class Aligner:
     def __init__(self, topics: list[str], progress: Callable[[str, int], int], *, max_wait: float,
-                 max_wait_behind: float, max_buffered: int, bypass: str | None = None) -> None:
+                 max_wait_behind: float, max_buffered: int, bypass: str | None = None,
+                 live_horizon: float = 10.0, live_wait_behind: float = 0.05) -> None:
         self.topics = topics
         self.bypass = bypass
         self.progress = progress
@@ -38,6 +45,8 @@ class Aligner:
         self.max_wait = max_wait
         self.max_wait_behind = max_wait_behind
         self.max_buffered = max_buffered
+        self.live_horizon = int(live_horizon * 1_000_000)
+        self.live_wait_behind = live_wait_behind
         self._queues: dict[int, dict[str, deque[tuple[int, Any]]]] = {}
         self._waiting_since: dict[int, float] = {}
         self.buffered = 0
@@ -62,6 +71,7 @@ class Aligner:
         while True:
             heads: list[deque[tuple[int, Any]]] = []
             wait = 0.0
+            end_unknown = False
             for topic, queue in queues.items():
                 if queue:
                     heads.append(queue)
@@ -71,11 +81,14 @@ class Aligner:
                         wait = max(wait, self.max_wait_behind)
                     elif state == UNKNOWN:
                         wait = max(wait, self.max_wait)
+                        end_unknown = True
             if not heads:
                 self._waiting_since.pop(partition, None)
                 return
             if len(heads) > 1:
                 heads.sort(key=lambda q: q[0][0])
+            if wait == self.max_wait_behind and wall * 1_000_000 - heads[0][0][0] < self.live_horizon:
+                wait = max(self.live_wait_behind, self.max_wait if end_unknown else 0.0)
             if wait and heads[0][0][0] != _EARLIEST:
                 since = self._waiting_since.setdefault(partition, wall)
                 if wall - since < wait and self.buffered < self.max_buffered:

@@ -362,6 +362,9 @@ class Worker:
     async def _on_revoked(self, app: Any, revoked: set[Any], **_: Any) -> None:
         """After :meth:`settle`: the partitions' work is durable; their engines go."""
         async with self.lock:
+            if self.committing is not None:
+                task, self.committing = self.committing, None
+                await task
             for tp in revoked:
                 if tp.topic == self.settings.clickstream_topic:
                     self._drop(tp.partition)
@@ -629,11 +632,11 @@ class Worker:
     async def _tick(self) -> None:
         """Idle partitions: their clock follows the wall clock, so deadlines fire on time. And
         whatever waits for a commit gets one within ``commit_interval``."""
-        if self.producer is None or self.stopping:
+        if self.producer is None or self.stopping or self.app.rebalancing:
             return
         async with self.lock:
-            if self.stopping:
-                return
+            if self.stopping or self.app.rebalancing:
+                return  # settled for the rebalance: nothing new until the partitions are back
             self.highwaters.clear()
             if self.aligner.buffered:
                 await self._apply_released(time.perf_counter())

@@ -98,3 +98,16 @@ def test_a_dropped_partition_forgets_what_waited() -> None:
     assert a.buffered == 1
     assert list(a.release(0, wall=0.0)) == []
     assert list(a.release(1, wall=0.0)) == ["other"]
+
+
+def test_live_messages_wait_for_a_topic_behind_only_briefly() -> None:
+    """Near the wall clock a topic "behind" is a fetch under way: a short hold, not 30 s."""
+    a = aligner({"orders": BEHIND}, max_wait_behind=30.0)
+    now = 1_000_000.0  # wall clock, seconds
+    a.push(0, "clicks", int((now - 1) * 1_000_000), "live")
+    a.push(1, "clicks", int((now - 3600) * 1_000_000), "backfill")
+    assert list(a.release(0, wall=now)) == []
+    assert list(a.release(0, wall=now + 0.06)) == ["live"]
+    assert list(a.release(1, wall=now)) == []
+    assert list(a.release(1, wall=now + 0.06)) == []  # an hour old: a backfill waits its 30 s
+    assert list(a.release(1, wall=now + 30.0)) == ["backfill"]
