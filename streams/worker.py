@@ -518,8 +518,11 @@ class Worker:
     def _uncommitted(self) -> bool:
         return bool(self.outbox.in_flight) or any(
             engine.states.dirty or engine.aliases.dirty  # type: ignore[attr-defined]
-            for engine in self.engines.values()) or any(
-            self.recorded.get(key) != offset for key, offset in self.applied.items())
+            for engine in self.engines.values()) or bool(self._moved_offsets())
+
+    def _moved_offsets(self) -> dict[tuple[str, int], int]:
+        """(topic, partition) -> last applied offset, where it moved since the last commit."""
+        return {key: offset for key, offset in self.applied.items() if self.recorded.get(key) != offset}
 
     def _snapshot(self) -> Snapshot:
         records = []
@@ -529,8 +532,7 @@ class Worker:
                 items = view.snapshot()
                 if items:
                     records.append((partition, view, items))
-        offsets = {key: offset for key, offset in self.applied.items() if self.recorded.get(key) != offset}
-        return Snapshot(self.outbox.take_in_flight(), records, offsets)
+        return Snapshot(self.outbox.take_in_flight(), records, self._moved_offsets())
 
     async def _commit(self, snapshot: Snapshot) -> None:
         """Steps 1 to 4 of the module's docstring."""
