@@ -807,7 +807,8 @@ def measure(args: argparse.Namespace, bootstrap: str) -> None:
         if lat is not None:
             ms = lat["latencies"]
             print(f"latency:     {lat['sent']:,} live events of simulated traffic (seed {lat['seed']}) at "
-                  f"{lat['rate']:,.0f}/s (half of (a)) over {lat['produce_seconds']:.1f} s; "
+                  f"{lat['rate']:,.0f}/s ({'as set' if args.latency_rate else 'half of (a)'}) over "
+                  f"{lat['produce_seconds']:.1f} s; "
                   f"{lat['changes']:,} changes caused by them matched ({lat['matched']:,} events with one or more)")
             print(f"             from send to first change: p50 {1000 * percentile(ms, 0.5):.1f} ms, "
                   f"p99 {1000 * percentile(ms, 0.99):.1f} ms, max {1000 * (ms[-1] if ms else float('nan')):.1f} ms")
@@ -862,7 +863,7 @@ def stage_a(args: argparse.Namespace, run: Run, results: dict[str, tuple[dict[st
             profile_args = (spy_out, args.py_spy)
         progress(f"(a) done: {a_summary['sustained']:,.0f} events/s sustained")
         if args.latency_seconds > 0 and a_summary["sustained"] > 0:
-            rate = 0.5 * a_summary["sustained"]
+            rate = args.latency_rate or 0.5 * a_summary["sustained"]
             assert worker.proc is not None
             spy_on_latency()
             lat = latency(run.bootstrap, run.inputs, worker.changes, rate, args.latency_seconds,
@@ -889,6 +890,9 @@ def main(argv: list[str] | None = None) -> int:
                         "unless it already runs)")
     parser.add_argument("--latency-seconds", type=float, default=20.0,
                         help="live events for this long at half of (a)'s rate (0: no latency run)")
+    parser.add_argument("--latency-rate", type=float, default=0.0, metavar="EVENTS_PER_S",
+                        help="the latency run at this rate instead of half of (a)'s, to see how latency "
+                        "grows with load")
     parser.add_argument("--stage-timeout", type=float, default=120.0,
                         help="seconds each consumer may take after its first event (default 120)")
     parser.add_argument("--py-spy", type=int, default=0, metavar="N",

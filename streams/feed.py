@@ -40,10 +40,18 @@ def route(raw: bytes, topics: tuple[str, str, str]) -> tuple[str, bytes | None]:
 
 async def produce(lines: Iterable[bytes], *, bootstrap_servers: str, topics: tuple[str, str, str],
                   rate: float | None = None, on_progress: Callable[[int], None] | None = None,
-                  **kafka: Any) -> int:
-    """Send every line; at ``rate`` events per second when given, else as fast as possible."""
+                  ordered: bool = False, **kafka: Any) -> int:
+    """Send every line; at ``rate`` events per second when given, else as fast as possible.
+
+    The producer sends each partition's batch when it is full or old enough, so the broker may
+    get a ``clickstream`` batch before a ``profiles`` batch holding earlier events: a worker
+    reading meanwhile sees the profile late, as it would from independent producers. With
+    ``ordered``, what went to one topic is acknowledged before anything goes to another, so the
+    broker holds the events across topics in the order given and a live feed gives exactly
+    what replay does (slower: a round trip at each change of topic).
+    """
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=True,
-                                linger_ms=10, max_batch_size=1 << 20, **kafka)
+                                linger_ms=0 if ordered else 10, max_batch_size=1 << 20, **kafka)
     try:
         await producer.start()
     except BaseException:
@@ -52,12 +60,17 @@ async def produce(lines: Iterable[bytes], *, bootstrap_servers: str, topics: tup
     sent = 0
     started = time.monotonic()
     pending: list[asyncio.Future[Any]] = []
+    last_topic = None
     try:
         for line in lines:
             raw = line.rstrip(b"\r\n")
             if not raw:
                 continue
             topic, key = route(raw, topics)
+            if ordered and topic != last_topic and pending:
+                await asyncio.gather(*pending)
+                pending.clear()
+            last_topic = topic
             pending.append(await producer.send(topic, raw, key=key))
             sent += 1
             if len(pending) >= 10_000:

@@ -3,10 +3,16 @@
 The engine reads and writes a plain mapping of objects; this one reads through to the faust
 table (a RocksDB or memory store restored from its changelog, holding the encoded bytes) and
 keeps what was touched since the last commit. A commit takes a :meth:`PartitionView.snapshot`:
-each changed key once, encoded, so one changelog record per changed customer per commit,
-whatever number of events touched it. The commit writes the snapshot to the store only once
-the changes it caused are delivered, while the engine goes on: until then the snapshot stays
-readable here, ahead of the store.
+each changed key once, so one changelog record per changed customer per commit, whatever
+number of events touched it. The commit writes the snapshot to the store only once the changes
+it caused are delivered, while the engine goes on: until then the snapshot stays readable
+here, ahead of the store.
+
+Taking a snapshot only sets the changed values aside; the commit encodes them a chunk at a time
+(:meth:`PartitionView.encoded`), since encoding thousands at once would hold the event loop for
+tens of milliseconds. The engine changes its values in place, so one it reads again before the
+commit got to it is encoded first: the snapshot holds each value as it was when taken, in step
+with the changes sent by then.
 
 Keys are placed on partitions the way Kafka's default partitioner places message keys
 (murmur2), which is how the input topics must be keyed (SPEC §1: by customer or visitor id).
@@ -68,15 +74,20 @@ class PartitionView(MutableMapping[str, V], Generic[V]):
         self._dirty: set[str] = set()
         self._pending: dict[str, bytes | None] = {}
         """Snapshots taken but not yet in the store: key -> encoded value (None: deleted)."""
+        self._frozen: dict[str, Any] = {}
+        """The snapshot taken and not encoded yet: key -> value (None: deleted)."""
         self.local = local or (lambda key: partition_of(key, partitions) == partition)
 
     def __getitem__(self, key: str) -> V:
         value = self._cache.get(key, _MISSING)
         if value is _MISSING:
-            raw = self._pending.get(key, _MISSING)
-            if raw is _MISSING:
-                raw = self.table.data.get(key)
-            value = None if raw is None else self.decode(raw)
+            if key in self._frozen:
+                value = self._thaw(key)
+            else:
+                raw = self._pending.get(key, _MISSING)
+                if raw is _MISSING:
+                    raw = self.table.data.get(key)
+                value = None if raw is None else self.decode(raw)
             self._cache[key] = value
         if value is None:
             raise KeyError(key)
@@ -89,6 +100,8 @@ class PartitionView(MutableMapping[str, V], Generic[V]):
             return default
 
     def __setitem__(self, key: str, value: V) -> None:
+        if key in self._frozen:
+            self._thaw(key)
         self._cache[key] = value
         self._dirty.add(key)
 
@@ -105,14 +118,19 @@ class PartitionView(MutableMapping[str, V], Generic[V]):
         open_partition = getattr(self.table.data, "_db_for_partition", None)
         if open_partition is not None:
             open_partition(self.partition)
-        cache, pending = self._cache, self._pending
+        cache, pending, frozen = self._cache, self._pending, self._frozen
         seen = set()
         for key in list(self.table.data.keys()):
-            if isinstance(key, str) and self.local(key) and key not in cache and key not in pending:
+            if (isinstance(key, str) and self.local(key) and key not in cache and key not in pending
+                    and key not in frozen):
+                seen.add(key)
+                yield key
+        for key, value in list(frozen.items()):
+            if value is not None and key not in cache:
                 seen.add(key)
                 yield key
         for key, raw in list(pending.items()):
-            if raw is not None and key not in cache:
+            if raw is not None and key not in cache and key not in frozen:
                 seen.add(key)
                 yield key
         for key, value in list(cache.items()):
@@ -126,19 +144,31 @@ class PartitionView(MutableMapping[str, V], Generic[V]):
     def dirty(self) -> int:
         return len(self._dirty)
 
-    def snapshot(self) -> list[tuple[str, bytes | None]]:
-        """Every key changed since the last snapshot, encoded (None: deleted). They stay readable
-        here until :meth:`written` says the store has them."""
-        cache, pending = self._cache, self._pending
-        items = []
-        for key in self._dirty:
-            value = cache[key]
-            raw = None if value is None else self.encode(value)
-            pending[key] = raw
-            items.append((key, raw))
+    def snapshot(self) -> list[str]:
+        """Every key changed since the last snapshot, its value set aside as it is now, for
+        :meth:`encoded`. One snapshot at a time: the next is taken once this one is written."""
+        cache, frozen = self._cache, self._frozen
+        keys = list(self._dirty)
+        for key in keys:
+            frozen[key] = cache[key]
         self._dirty.clear()
         cache.clear()
-        return items
+        return keys
+
+    def encoded(self, keys: list[str]) -> list[tuple[str, bytes | None]]:
+        """Keys of the snapshot with their values as they were when it was taken, encoded
+        (None: deleted). They stay readable here until :meth:`written` says the store has them."""
+        frozen, pending = self._frozen, self._pending
+        for key in keys:
+            if key in frozen:
+                self._thaw(key)
+        return [(key, pending[key]) for key in keys]
+
+    def _thaw(self, key: str) -> Any:
+        """Encode a value of the snapshot before it can change; return the value."""
+        value = self._frozen.pop(key)
+        self._pending[key] = None if value is None else self.encode(value)
+        return value
 
     def written(self, items: list[tuple[str, bytes | None]]) -> None:
         """The store now holds ``items`` (a snapshot); a later snapshot of a key stays pending."""

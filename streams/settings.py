@@ -46,6 +46,10 @@ class WorkerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Seconds a partition's other topics wait for one that is behind and silent (event-time alignment)."""
     batch_max: int = 2000
     """Most records one fetch hands to the pipeline."""
+    fetch_wait: float = 0.02
+    """Seconds the broker may hold a fetch of the source topics while they have nothing new. Keep
+    it short: while one fetch is out, no other goes to that broker, so a fetch of the quiet
+    partitions that waits delays the busy ones by as much."""
     commit_interval: float = 0.5
     """Seconds between commits. Changes are sent as soon as their batch is applied; a commit makes
     state and offsets durable, so this bounds what a crash re-reads, not when changes go out."""

@@ -2,10 +2,11 @@
 
 faust does what it does well: consumer-group membership and partition assignment, tables
 with changelogs restored on rebalance (RocksDB by default), standby replicas, the web server
-and timers. The hot path does not go through faust's per-message stream machinery: the
-consumer hands over each fetch of the input topics as it came (:mod:`streams.consumer`), and
-one :class:`~streams.engine.Engine` per partition (its clock is the partition's event time)
-applies it. The segment changes, dead letters and identity hand-offs of a batch are sent at
+and timers. The hot path does not go through faust's per-message stream machinery: once the
+tables of its partitions are recovered, the worker reads the source topics with a consumer of
+its own (:mod:`streams.reader`, :mod:`streams.consumer`), and one
+:class:`~streams.engine.Engine` per partition (its clock is the partition's event time)
+applies each fetch. The segment changes, dead letters and identity hand-offs of a batch are sent at
 once. Every ``commit_interval`` seconds, and before partitions move or the worker stops, a
 commit makes it all durable, in this order:
 
@@ -52,19 +53,20 @@ from streams.changelog import ChangelogWrites
 from streams.changes import SegmentChange
 from streams.changes import encode as encode_change
 from streams.clock import SECOND
-from streams.consumer import Batch, consumer_class
+from streams.consumer import consumer_class
 from streams.engine import Engine
 from streams.errors import SegmenterError
 from streams.events import BadEvent, Envelope, decode, type_of
 from streams.livestore import PartitionView, in_partition, partition_of
 from streams.metrics import Metrics
+from streams.reader import Batch, Fetch, SourceReader
 from streams.rules.pack import RulePack
 from streams.settings import WorkerSettings
 from streams.state import CustomerState
 
 log = logging.getLogger("segmenter.worker")
 
-SLICE = 250
+SLICE = 100
 """Events applied between two yields to the event loop (the producer's sender, the fetch loop)."""
 
 
@@ -206,8 +208,8 @@ class Snapshot:
     """What one commit makes durable, taken between two batches."""
 
     sent: list[asyncio.Future[Any]]
-    records: list[tuple[int, PartitionView[Any], list[tuple[str, bytes | None]]]]
-    """(partition, view, its changed keys encoded)"""
+    records: list[tuple[int, PartitionView[Any], list[str]]]
+    """(partition, view, its changed keys)"""
     offsets: dict[tuple[str, int], int]
     """(topic, partition) -> last applied offset, where it moved since the last commit."""
 
@@ -219,25 +221,30 @@ class Worker:
         self.settings = settings
         self.pack = pack
         self.metrics = Metrics()
-        self.batch_topics = frozenset([*settings.input_topics, settings.identity_topic])
         self.app = self._make_app()
         self.customers = self._table("customers", "raw")
         self.aliases = self._table("aliases", "raw")
         self.progress = self._table("progress", "segmenter-utf8")
         self.source_topics = [*settings.input_topics, settings.identity_topic]
-        # Subscribes the consumer group to the source topics; their records never reach this
-        # topic's stream, the consumer hands them to take().
+        # Subscribes the consumer group to the source topics, so they are assigned; the
+        # worker's own reader fetches them.
         self.subscription = faust.Topic(self.app, topics=self.source_topics, key_serializer="raw",
                                         value_serializer="raw")
-        self.inbox: asyncio.Queue[tuple[int, Batch]] = asyncio.Queue(maxsize=4)
+        self.inbox: asyncio.Queue[Fetch] = asyncio.Queue(maxsize=4)
+        self.reader: SourceReader | None = None
+        self.to_read: dict[TP, int | None] | None = None
+        """Where to read from, decided before the reader was started."""
         self.engines: dict[int, Engine] = {}
         self.applied: dict[tuple[str, int], int] = {}
         """(topic, partition) -> offset of the last message applied."""
         self.recorded: dict[tuple[str, int], int] = {}
         """(topic, partition) -> the offset the last commit recorded (``progress`` and the group)."""
         self.received: dict[tuple[str, int], int] = {}
-        self.highwaters: dict[tuple[str, int], int | None] = {}
-        """End offsets of the source partitions as of the latest fetch, for the aligner."""
+        self.progressed: dict[tuple[str, int], int] = {}
+        """(topic, partition) -> CAUGHT_UP, BEHIND or UNKNOWN as of the latest fetch, for the
+        aligner; worked out once per fetch."""
+        self.fetched_at: dict[int, int] = {}
+        """partition -> when the response of its newest records arrived (ms), for the aligner."""
         self.awaiting_merge: set[str] = set()
         """Customers (and their visitor ids) whose identify went out as a Link and is not back yet."""
         self.aligner = Aligner(self.source_topics, self._progress, max_wait=settings.align_wait,
@@ -273,9 +280,6 @@ class Worker:
             producer_acks=-1,
             consumer_auto_offset_reset="earliest",
             broker_max_poll_records=s.batch_max,
-            # aiokafka fetches a broker's partitions again only once the last response is used
-            # up: larger responses leave fewer gaps in which the pipeline waits for the network.
-            consumer_max_fetch_size=8 << 20,
             web_enabled=True,
             web_bind=s.web_host,
             web_port=s.web_port,
@@ -313,7 +317,7 @@ class Worker:
         app.topics.add(self.subscription)
         app.task(self._pipeline)
         app.timer(self.settings.tick_interval)(self._tick)
-        self.customers.on_recover(self._on_recover)
+        app.on_rebalance_complete.connect(self._on_assigned)  # type: ignore[arg-type]
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         from streams import web
 
@@ -345,7 +349,9 @@ class Worker:
     def writing(self, partition: int) -> Any:
         return in_partition(self.app, self.settings.clickstream_topic, partition)
 
-    async def _on_recover(self) -> None:
+    async def _on_assigned(self, app: Any, **_: Any) -> None:
+        """The tables of the assigned partitions are recovered (or had nothing to recover):
+        their engines are built, and their source topics read from where ``progress`` says."""
         async with self.lock:
             owned = self.owned_partitions()
             for partition in list(self.engines):
@@ -354,6 +360,15 @@ class Worker:
             for partition in sorted(owned):
                 self.engine_for(partition)
             self.metrics.partitions.set(len(owned))
+            positions: dict[TP, int | None] = {}
+            for partition in sorted(owned):
+                for topic in self.source_topics:
+                    applied = self.applied.get((topic, partition))
+                    positions[TP(topic, partition)] = None if applied is None else applied + 1
+            if self.reader is None:
+                self.to_read = positions
+            else:
+                self.reader.assign(positions)
             # What exists now (the app, the rules, the partitions' timer indexes) lives as long
             # as the worker: out of the collector's sight, a full collection stays short.
             gc.freeze()
@@ -373,22 +388,21 @@ class Worker:
         self.engines.pop(partition, None)
         self.aligner.drop(partition)
         self.last_input.pop(partition, None)
+        self.fetched_at.pop(partition, None)
         for mapping in (self.applied, self.recorded, self.received):
             for key in [k for k in mapping if k[1] == partition]:
                 del mapping[key]
 
     # --- the hot path -------------------------------------------------------------------------
 
-    async def take(self, records: Batch) -> None:
-        """From the consumer: one fetch of the source topics. Waits while the pipeline is behind."""
-        await self.inbox.put((self.app.consumer_generation_id, records))
-
     async def settle(self) -> None:
         """From the consumer, before partitions move or the worker stops: commit everything."""
         if self.app.should_stop:
             self.stopping = True
+        if self.reader is not None:
+            self.reader.release()
         async with self.lock:
-            while not self.inbox.empty():  # fetched, not applied: read again from the committed offsets
+            while not self.inbox.empty():  # fetched, not applied: read again by the next owner
                 self.inbox.get_nowait()
             if self.producer is not None:
                 await self._commit_now()
@@ -400,22 +414,49 @@ class Worker:
                                          max_batch_size=1 << 20, **s.kafka_security())
         await self.producer.start()
         self.writes = ChangelogWrites(self.producer)
+        reader = SourceReader(s)
+        await reader.start()
+        self.reader = reader
+        if self.to_read is not None:
+            reader.assign(self.to_read)
+            self.to_read = None
+        reading = asyncio.create_task(self._read(reader))
         try:
             inbox = self.inbox
             while True:
-                generation, records = await inbox.get()
+                if inbox.empty():
+                    # Wait for the next fetch, or for the reader to fail: its error is the
+                    # pipeline's, and stops the worker rather than leaving it waiting.
+                    got = asyncio.ensure_future(inbox.get())
+                    await asyncio.wait((got, reading), return_when=asyncio.FIRST_COMPLETED)
+                    if not got.done():
+                        got.cancel()
+                        reading.result()
+                    fetch = got.result()
+                else:
+                    fetch = inbox.get_nowait()
                 async with self.lock:
-                    if self.stopping or generation != self.app.consumer_generation_id:
-                        # Fetched before a rebalance: faust seeks back to the committed offsets.
+                    if self.stopping or fetch.epoch != reader.epoch:
+                        # Fetched before the partitions moved: their next reader starts from
+                        # what the last commit recorded.
                         continue
-                    await self.handle(records)
+                    await self.handle(fetch.records, fetch.polled)
                 # A queued batch would be taken without yielding: let the producer's sender and
                 # the fetch loop run between two batches, or the output waits for the backlog.
                 await asyncio.sleep(0)
         finally:
+            reading.cancel()
+            await reader.stop()
             await self.producer.stop()
 
-    async def handle(self, records: Batch) -> None:
+    async def _read(self, reader: SourceReader) -> None:
+        """Fetch after fetch into the inbox, which holds a few: the pipeline sets the pace."""
+        while True:
+            fetch = await reader.fetch()
+            if fetch.records:
+                await self.inbox.put(fetch)
+
+    async def handle(self, records: Batch, polled: dict[Any, int]) -> None:
         """Take in one fetch; apply what alignment releases; send its output; commit when due."""
         started = time.perf_counter()
         identity = self.settings.identity_topic
@@ -441,7 +482,8 @@ class Worker:
                 push(partition, topic, None if isinstance(decoded, BadEvent) else decoded.instant,
                      (record, decoded))
             self.received[topic, partition] = batch[-1].offset
-        self.highwaters.clear()
+            self.fetched_at[partition] = max(self.fetched_at.get(partition, 0), polled.get(tp, 0))
+        self.progressed.clear()
         await self._apply_released(started)
 
     async def _apply_released(self, started: float) -> None:
@@ -486,16 +528,26 @@ class Worker:
         return (event.customer_id or event.anonymous_id) in self.awaiting_merge
 
     def _progress(self, topic: str, partition: int) -> int:
-        """Whether a topic partition is read to its end, as far as the last fetch knows."""
+        """Whether a topic partition is read to its end, as far as a fetch that came after the
+        partition's newest records knows (:mod:`streams.reader`)."""
         key = (topic, partition)
-        try:
-            high = self.highwaters[key]
-        except KeyError:
-            high = self.highwaters[key] = self.app.consumer.highwater(TP(topic, partition))
-        if high is None:
+        state = self.progressed.get(key)
+        if state is None:
+            state = self.progressed[key] = self._progress_now(key)
+        return state
+
+    def _progress_now(self, key: tuple[str, int]) -> int:
+        reader = self.reader
+        tp = TP(*key)
+        high = None if reader is None else reader.highwater(tp)
+        if reader is None or high is None:
             return UNKNOWN
         read = self.received.get(key, self.applied.get(key, -1))
-        return CAUGHT_UP if read + 1 >= high else BEHIND
+        if read + 1 < high:
+            return BEHIND
+        if reader.polled_at(tp) < self.fetched_at.get(key[1], 0):
+            return BEHIND  # its next response, a fetch away, will tell
+        return CAUGHT_UP
 
     def _maybe_commit(self) -> None:
         """Start a commit if one is due and none is running; surface a failed one."""
@@ -544,11 +596,14 @@ class Worker:
             if not future.done():
                 await future
             future.result()
-        for partition, view, items in snapshot.records:
-            for start in range(0, len(items), 200):
+        written = []
+        for partition, view, keys in snapshot.records:
+            for start in range(0, len(keys), 200):
+                items = view.encoded(keys[start:start + 200])
                 with self.writing(partition):
-                    for key, raw in items[start:start + 200]:
+                    for key, raw in items:
                         writes.write(view.table, partition, key, raw)
+                written.append((view, items))
                 await asyncio.sleep(0)  # a long write-back lets the pipeline in between
         await writes.send()
         # The state must be in its changelog before the offsets that say it is there: changelog
@@ -562,7 +617,7 @@ class Worker:
             await consumer._commit({TP(topic, partition): offset + 1
                                     for (topic, partition), offset in snapshot.offsets.items()})
             self.recorded.update(snapshot.offsets)
-        for _, view, items in snapshot.records:
+        for view, items in written:
             view.written(items)
         self.last_commit = time.monotonic()
         self._gauges()
@@ -639,7 +694,7 @@ class Worker:
         async with self.lock:
             if self.stopping or self.app.rebalancing:
                 return  # settled for the rebalance: nothing new until the partitions are back
-            self.highwaters.clear()
+            self.progressed.clear()
             if self.aligner.buffered:
                 await self._apply_released(time.perf_counter())
             wall = time.time()
@@ -712,11 +767,11 @@ class Worker:
         self.metrics.timers.set(timers)
 
     def _lag(self) -> None:
-        consumer = self.app.consumer
-        for tp in consumer.assignment():
-            if tp.topic not in self.source_topics:
-                continue
-            high = consumer.highwater(tp)
+        reader = self.reader
+        if reader is None:
+            return
+        for tp in reader.assigned:
+            high = reader.highwater(tp)
             done = self.applied.get((tp.topic, tp.partition))
             if high is not None:
                 self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(high - (done + 1 if done is not None else 0), 0))

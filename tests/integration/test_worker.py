@@ -64,7 +64,7 @@ def create_topics(deployment: Deployment) -> None:
 
 
 def feed(deployment: Deployment, lines: list[bytes]) -> None:
-    asyncio.run(produce(lines, bootstrap_servers=deployment.bootstrap, topics=deployment.topics))
+    asyncio.run(produce(lines, bootstrap_servers=deployment.bootstrap, topics=deployment.topics, ordered=True))
 
 
 def changes_of(deployment: Deployment, quiet: float = 8.0) -> list[dict[str, object]]:

@@ -3,6 +3,7 @@ on its way to the store must be what it wrote, never the older record in the sto
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 import pytest
@@ -37,9 +38,11 @@ def test_a_snapshot_is_read_back_until_the_store_has_it() -> None:
     assert v[a] == "old"
     v[a] = "new"
     v[b] = "fresh"
-    items = v.snapshot()
-    assert sorted(items) == sorted([(a, b"new"), (b, b"fresh")])
+    keys = v.snapshot()
     assert v.dirty == 0
+    assert v[a] == "new" and v[b] == "fresh"  # set aside, not encoded yet
+    items = v.encoded(keys)
+    assert sorted(items) == sorted([(a, b"new"), (b, b"fresh")])
     assert v[a] == "new" and v[b] == "fresh"  # the store still says "old" and nothing
     store.update((key, raw) for key, raw in items if raw is not None)
     v.written(items)
@@ -51,7 +54,10 @@ def test_a_deleted_key_stays_deleted_while_its_snapshot_is_pending() -> None:
     store = {a: b"old"}
     v = view(store)
     del v[a]
-    items = v.snapshot()
+    keys = v.snapshot()
+    assert v.get(a) is None
+    assert list(v) == []
+    items = v.encoded(keys)
     assert items == [(a, None)]
     assert v.get(a) is None
     assert list(v) == []
@@ -65,12 +71,29 @@ def test_a_later_change_survives_the_write_of_an_earlier_snapshot() -> None:
     store: dict[str, bytes] = {}
     v = view(store)
     v[a] = "one"
-    first = v.snapshot()
+    first = v.encoded(v.snapshot())
     v[a] = "two"  # applied while the first commit is out
     store[a] = b"one"
     v.written(first)
     assert v[a] == "two"
-    assert v.snapshot() == [(a, b"two")]
+    assert v.encoded(v.snapshot()) == [(a, b"two")]
+
+
+def test_a_value_changed_in_place_before_its_snapshot_is_encoded_is_encoded_as_it_was() -> None:
+    """The engine changes a customer's state in place; a commit encodes its snapshot a chunk at
+    a time. What it writes must be the state the changes it waited for came from."""
+    a, b = keys_on(0, 2)
+    table = SimpleNamespace(data={})
+    v: PartitionView[list[int]] = PartitionView(table, 0, N, encode=lambda x: json.dumps(x).encode(),
+                                                decode=json.loads)
+    v[a], v[b] = [1], [1]
+    keys = v.snapshot()
+    v[a].append(2)  # read again and changed before the commit encoded it
+    v[b] = [3]  # replaced before the commit encoded it
+    assert sorted(v.encoded(keys)) == sorted([(a, b"[1]"), (b, b"[1]")])
+    assert v[a] == [1, 2] and v[b] == [3]
+    assert v.dirty == 1  # b was set again; a changed in place is the engine's to set again
+    assert sorted(v.encoded(v.snapshot())) == [(b, b"[3]")]
 
 
 def test_iteration_sees_store_pending_and_cached_keys_once() -> None:
@@ -79,8 +102,10 @@ def test_iteration_sees_store_pending_and_cached_keys_once() -> None:
     store = {a: b"1", b: b"2", elsewhere: b"x"}
     v = view(store)
     v[c] = "3"
-    v.snapshot()  # c pending
+    v.encoded(v.snapshot())  # c pending
     v[d] = "4"  # d cached and dirty
     del v[b]  # b deleted, not yet snapshotted
     assert sorted(v) == sorted([a, c, d])
     assert len(v) == 3
+    v.snapshot()  # d set aside, b's deletion too, neither encoded yet
+    assert sorted(v) == sorted([a, c, d])
