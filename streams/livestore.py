@@ -176,3 +176,33 @@ class PartitionView(MutableMapping[str, V], Generic[V]):
         for key, raw in items:
             if pending.get(key, _MISSING) is raw:
                 del pending[key]
+
+
+class MirroredView(MutableMapping[str, V], Generic[V]):
+    """A small table partition held whole in memory, writing through to a :class:`PartitionView`.
+
+    For what the engine asks about on every event but rarely holds anything (erasure markers):
+    a dict answers ``get`` and ``len`` without touching the store, and every change still goes
+    to the table with the next commit, so it survives a restart or a move.
+    """
+
+    def __init__(self, view: PartitionView[V]) -> None:
+        self.view = view
+        self._items: dict[str, V] = {key: view[key] for key in view}
+
+    def __getitem__(self, key: str) -> V:
+        return self._items[key]
+
+    def __setitem__(self, key: str, value: V) -> None:
+        self._items[key] = value
+        self.view[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._items[key]
+        del self.view[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)

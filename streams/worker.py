@@ -57,7 +57,7 @@ from streams.consumer import consumer_class
 from streams.engine import Engine
 from streams.errors import SegmenterError
 from streams.events import BadEvent, Envelope, decode, type_of
-from streams.livestore import PartitionView, in_partition, partition_of
+from streams.livestore import MirroredView, PartitionView, in_partition, partition_of
 from streams.metrics import Metrics
 from streams.reader import Batch, Fetch, SourceReader
 from streams.rules.pack import RulePack
@@ -130,6 +130,10 @@ def _decode_handoff(raw: bytes) -> Handoff | None:
 
 def _decode_utf8(raw: bytes) -> str:
     return raw.decode()
+
+
+def _encode_int(value: int) -> bytes:
+    return str(value).encode()
 
 
 class AliasView(PartitionView[str]):
@@ -225,6 +229,8 @@ class Worker:
         self.customers = self._table("customers", "raw")
         self.aliases = self._table("aliases", "raw")
         self.progress = self._table("progress", "segmenter-utf8")
+        self.erasures = self._table("erasures", "raw")
+        """Erased customers and when, within the allowed lateness (the engine's ``erased``)."""
         self.source_topics = [*settings.input_topics, settings.identity_topic]
         # Subscribes the consumer group to the source topics, so they are assigned; the
         # worker's own reader fetches them.
@@ -336,7 +342,10 @@ class Worker:
             with self.writing(partition):
                 states: PartitionView[CustomerState] = PartitionView(
                     self.customers, partition, n, encode=state_codec.encode, decode=state_codec.decode)
-                engine = Engine(self.pack, states=states, aliases=AliasView(self.aliases, partition, n, self.outbox))
+                erased: PartitionView[int] = PartitionView(self.erasures, partition, n, encode=_encode_int,
+                                                           decode=int)
+                engine = Engine(self.pack, states=states, aliases=AliasView(self.aliases, partition, n, self.outbox),
+                                erased=MirroredView(erased))
                 for topic in self.source_topics:
                     recorded = self.progress.get(f"{topic}#{partition}")
                     if recorded is not None:
@@ -569,7 +578,7 @@ class Worker:
 
     def _uncommitted(self) -> bool:
         return bool(self.outbox.in_flight) or any(
-            engine.states.dirty or engine.aliases.dirty  # type: ignore[attr-defined]
+            engine.states.dirty or engine.aliases.dirty or engine.erased.view.dirty  # type: ignore[attr-defined]
             for engine in self.engines.values()) or bool(self._moved_offsets())
 
     def _moved_offsets(self) -> dict[tuple[str, int], int]:
@@ -579,7 +588,7 @@ class Worker:
     def _snapshot(self) -> Snapshot:
         records = []
         for partition, engine in self.engines.items():
-            views: tuple[Any, ...] = (engine.states, engine.aliases)
+            views: tuple[Any, ...] = (engine.states, engine.aliases, engine.erased.view)  # type: ignore[attr-defined]
             for view in views:
                 items = view.snapshot()
                 if items:

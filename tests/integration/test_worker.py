@@ -279,3 +279,34 @@ def test_a_visitor_on_another_partition_is_merged_at_identify(kafka_bootstrap: s
     assert ("cart_abandoner", "entered", at(31)) in mine  # the visitor's cart came along
     assert ("new_visitor", "entered", at(2)) in mine  # at the identify, with the visitor's history
     assert ("high_intent_lead", "entered", at(5)) in mine  # one pricing view as a visitor, two after
+
+
+def test_an_erased_customer_stays_erased_on_a_worker_that_restores_from_the_changelogs(
+        kafka_bootstrap: str, tmp_path: Path) -> None:
+    """SPEC §5: erasure forgets the customer everywhere. An event from before the erasure that
+    arrives after it (a late one, within the allowed lateness) must not bring them back, also on
+    a worker that did not see the erasure and has only the changelogs."""
+    deployment = Deployment(kafka_bootstrap, tmp_path)
+    customer = "cust-gone"
+
+    def event(event_id: str, kind: str, minute: int, **properties: object) -> bytes:
+        return json.dumps({"event_id": event_id, "type": kind, "customer_id": customer,
+                           "ts": f"2026-03-01T10:{minute:02d}:00Z", "properties": properties}).encode()
+
+    create_topics(deployment)
+    feed(deployment, [event("e1", "page_view", 0, page_type="pricing"),
+                      event("e2", "add_to_cart", 1, sku="S", price=10),
+                      event("e3", "customer_erased", 5)])
+    with running(WorkerProcess(deployment, "w1")):
+        before = [c for c in changes_of(deployment, quiet=5) if c["customer_id"] == customer]
+    assert ("new_visitor", "exited") in {(c["segment"], c["change"]) for c in before}  # erased
+
+    feed(deployment, [event("e4", "add_to_cart", 2, sku="T", price=20)])  # late, before the erasure
+    worker = WorkerProcess(deployment, "w2")  # its own, empty data directory
+    with running(worker):
+        after = [c for c in changes_of(deployment, quiet=5) if c["customer_id"] == customer]
+        profile = worker.get(f"/customers/{customer}/")
+        metrics = (worker.get("/metrics/") or b"").decode()
+    assert after == before, "the late event brought the erased customer back"
+    assert profile is None  # 404
+    assert "segmenter_events_in_total" in metrics

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from streams.livestore import PartitionView, partition_of
+from streams.livestore import MirroredView, PartitionView, partition_of
 
 pytestmark = pytest.mark.unit
 
@@ -109,3 +109,17 @@ def test_iteration_sees_store_pending_and_cached_keys_once() -> None:
     assert len(v) == 3
     v.snapshot()  # d set aside, b's deletion too, neither encoded yet
     assert sorted(v) == sorted([a, c, d])
+
+
+def test_a_mirrored_view_answers_from_memory_and_writes_through() -> None:
+    a, b = keys_on(0, 2)
+    store = {a: b"1"}
+    v = view(store)
+    mirror = MirroredView(v)
+    assert dict(mirror) == {a: "1"} and len(mirror) == 1
+    store.clear()  # what is read was loaded once: the store is not asked again
+    assert mirror.get(a) == "1" and mirror.get(b) is None
+    mirror[b] = "2"
+    del mirror[a]
+    assert dict(mirror) == {b: "2"}
+    assert sorted(v.encoded(v.snapshot())) == sorted([(a, None), (b, b"2")])
