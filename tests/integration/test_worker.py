@@ -211,7 +211,9 @@ def test_kill_9_mid_stream_then_restart_loses_nothing(kafka_bootstrap: str, tmp_
 
 
 def test_a_second_worker_shares_the_partitions_and_takes_them_over(kafka_bootstrap: str, tmp_path: Path) -> None:
-    deployment = Deployment(kafka_bootstrap, tmp_path)
+    # With a standby replica, as deployed by default: each worker also follows the other's
+    # changelogs, and takes over from its warm copy.
+    deployment = Deployment(kafka_bootstrap, tmp_path, extra={"SEGMENTER_STANDBY_REPLICAS": "1"})
     lines = history(seed=13, noise=False)
     expected, _ = replay(lines)
     create_topics(deployment)
