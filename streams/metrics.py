@@ -22,8 +22,8 @@ class Metrics:
                          ["topic", "partition"], registry=r)
         self.timers = Gauge("segmenter_timer_backlog", "Customers with a pending time-triggered deadline",
                             registry=r)
-        self.batch_seconds = Histogram("segmenter_batch_seconds", "Time to evaluate one slice of a fetch (at "
-                                       "most 250 events: rules and state), excluding Kafka I/O", registry=r,
+        self.batch_seconds = Histogram("segmenter_batch_seconds", "Time to evaluate one slice of a fetch (the "
+                                       "events applied between two yields: rules and state), excluding Kafka I/O", registry=r,
                                        buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
         self.partitions = Gauge("segmenter_partitions", "Input partitions this worker owns", registry=r)
 

@@ -241,6 +241,8 @@ class Worker:
         self.to_read: dict[TP, int | None] | None = None
         """Where to read from, decided before the reader was started."""
         self.engines: dict[int, Engine] = {}
+        self.views: dict[int, tuple[PartitionView[Any], ...]] = {}
+        """partition -> the table views its engine writes to, which each commit writes back."""
         self.applied: dict[tuple[str, int], int] = {}
         """(topic, partition) -> offset of the last message applied."""
         self.recorded: dict[tuple[str, int], int] = {}
@@ -344,13 +346,14 @@ class Worker:
                     self.customers, partition, n, encode=state_codec.encode, decode=state_codec.decode)
                 erased: PartitionView[int] = PartitionView(self.erasures, partition, n, encode=_encode_int,
                                                            decode=int)
-                engine = Engine(self.pack, states=states, aliases=AliasView(self.aliases, partition, n, self.outbox),
-                                erased=MirroredView(erased))
+                aliases = AliasView(self.aliases, partition, n, self.outbox)
+                engine = Engine(self.pack, states=states, aliases=aliases, erased=MirroredView(erased))
                 for topic in self.source_topics:
                     recorded = self.progress.get(f"{topic}#{partition}")
                     if recorded is not None:
                         self.applied[topic, partition] = self.recorded[topic, partition] = int(recorded)
             self.engines[partition] = engine
+            self.views[partition] = (states, aliases, erased)
             log.info("partition %d: %d timers, segment sizes %s", partition, len(engine.timers),
                      dict(engine.sizes))
         return engine
@@ -395,6 +398,7 @@ class Worker:
 
     def _drop(self, partition: int) -> None:
         self.engines.pop(partition, None)
+        self.views.pop(partition, None)
         self.aligner.drop(partition)
         self.last_input.pop(partition, None)
         self.fetched_at.pop(partition, None)
@@ -547,9 +551,11 @@ class Worker:
 
     def _progress_now(self, key: tuple[str, int]) -> int:
         reader = self.reader
+        if reader is None:
+            return UNKNOWN
         tp = TP(*key)
-        high = None if reader is None else reader.highwater(tp)
-        if reader is None or high is None:
+        high = reader.highwater(tp)
+        if high is None:
             return UNKNOWN
         read = self.received.get(key, self.applied.get(key, -1))
         if read + 1 < high:
@@ -578,8 +584,7 @@ class Worker:
 
     def _uncommitted(self) -> bool:
         return bool(self.outbox.in_flight) or any(
-            engine.states.dirty or engine.aliases.dirty or engine.erased.view.dirty  # type: ignore[attr-defined]
-            for engine in self.engines.values()) or bool(self._moved_offsets())
+            view.dirty for views in self.views.values() for view in views) or bool(self._moved_offsets())
 
     def _moved_offsets(self) -> dict[tuple[str, int], int]:
         """(topic, partition) -> last applied offset, where it moved since the last commit."""
@@ -587,8 +592,7 @@ class Worker:
 
     def _snapshot(self) -> Snapshot:
         records = []
-        for partition, engine in self.engines.items():
-            views: tuple[Any, ...] = (engine.states, engine.aliases, engine.erased.view)  # type: ignore[attr-defined]
+        for partition, views in self.views.items():
             for view in views:
                 items = view.snapshot()
                 if items:
