@@ -38,6 +38,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
+import multiprocessing
 import os
 import shutil
 import signal
@@ -45,11 +47,10 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -429,18 +430,39 @@ Pair = tuple[str, str]
 """(customer id, ``ts``) of a live event; a change it causes has the same customer id and ``at``."""
 
 
-def read_changes(bootstrap: str, changes: str, sent: dict[Pair, float], seen: dict[Pair, float],
-                 caused: dict[Pair, int], ready: threading.Event, stop: threading.Event) -> None:
-    """In a thread with its own event loop (so the producer's loop cannot delay it): the changes
-    topic read from its end. A change whose (customer id, ``at``) is a live event in ``sent`` was
-    caused by that event (``at`` is the causing event's instant, formatted as its ``ts`` was);
-    the first time each such pair shows up goes in ``seen``, and ``caused`` counts its changes.
-    Changes fired by time have another ``at`` and are left out. ``sent`` is written by the
-    producer before each send, so a change never arrives before its pair is there."""
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """No garbage collection in this process meanwhile. A full collection walks every object the
+    benchmark keeps (the prepared lines, each event's send time, the changes seen): 50 to 190 ms
+    each, a few per run, and nothing collected. The sender stood still meanwhile, then handed the
+    worker a burst, and the reader saw changes late: the latency figures charged both to the
+    worker. A timed run makes no garbage worth collecting."""
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.unfreeze()
+
+
+def read_changes(bootstrap: str, changes: str, out: str, counted: Any, ready: Any, stop: Any) -> None:
+    """In a process of its own (so neither the producer's loop nor its hold on the GIL delays
+    it, as an automation platform's consumer would not be): the changes topic read from its
+    end. Every (customer id, ``at``) seen goes to ``out`` on ``stop`` with the moment it was
+    first read, that change's record timestamp (the worker's wall clock when it handed the
+    change to its producer) and how many changes carried it; ``counted`` follows how many
+    pairs have been seen. A change caused by a live event has that event's customer id and
+    ``at`` (the causing event's instant, formatted as its ``ts`` was)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
+    seen: dict[Pair, list[float]] = {}
+
     async def loop() -> None:
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        # A short fetch wait: aiokafka leaves the partitions still being read out of the next
+        # fetch, and the broker may hold that one this long for want of data.
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10)
         await consumer.start()
         try:
             partitions = consumer.partitions_for_topic(changes) or set()
@@ -462,15 +484,21 @@ def read_changes(bootstrap: str, changes: str, sent: dict[Pair, float], seen: di
                             continue
                         change = orjson.loads(record.value)
                         pair = (change.get("customer_id"), change.get("at"))
-                        if pair in sent:
-                            caused[pair] = caused.get(pair, 0) + 1
-                            if pair not in seen:
-                                seen[pair] = now
+                        first = seen.get(pair)
+                        if first is None:
+                            seen[pair] = [now, record.timestamp / 1000, 1]
+                            counted.value += 1
+                        else:
+                            first[2] += 1
         finally:
             ready.set()
             await consumer.stop()
 
-    asyncio.run(loop())
+    try:
+        with collector_paused():
+            asyncio.run(loop())
+    finally:
+        Path(out).write_bytes(msgspec.msgpack.encode(seen))
 
 
 async def paced(bootstrap: str, inputs: tuple[str, str, str], lines: list[bytes], rate: float,
@@ -480,21 +508,46 @@ async def paced(bootstrap: str, inputs: tuple[str, str, str], lines: list[bytes]
     seconds it took and the pairs in the order sent.
 
     The generator shares the machine with the worker and the broker, so the per-event work is
-    cut to the bone: each line is split around its ``ts`` and routed beforehand, and the loop
-    wakes every millisecond to send what has fallen due."""
+    cut to the bone: each line is split around its ``ts`` and routed beforehand (partition
+    included, as the default partitioner would choose it), and the loop wakes every millisecond
+    to put what has fallen due into one batch per partition, handed to the producer whole. A
+    ``send()`` per event cost this process some 60 % of a CPU at 14,000 events/s, taken from
+    the worker it measures."""
     from aiokafka import AIOKafkaProducer
+    from aiokafka.partitioner import DefaultPartitioner
 
     from streams.clock import format_instant
     from streams.feed import route
 
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    partitioner = DefaultPartitioner()
+    counts = {topic: sorted(await producer.partitions_for(topic)) for topic in inputs}
     prepared = []
     for line in lines:
         start = line.index(b'"ts":"') + 6  # the envelope's ts comes before any properties
         end = line.index(b'"', start)
         topic, key = route(line, inputs)
-        prepared.append((line[:start], line[end:], topic, key, (key or b"").decode()))
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=1)
-    await producer.start()
+        partition = partitioner(key, counts[topic], counts[topic])
+        prepared.append((line[:start], line[end:], topic, partition, key, (key or b"").decode()))
+    second, prefix = -1, ""
+
+    def stamp(instant: int) -> str:
+        """``format_instant(instant)``, the date and time formatted once a second: formatting
+        each took a sixth of this process's time."""
+        nonlocal second, prefix
+        micros = instant % 1_000_000
+        if instant // 1_000_000 == second and micros % 1000:
+            return f"{prefix}{micros:06d}Z"
+        text = format_instant(instant)
+        if micros % 1000:  # the microseconds form: "...T20:28:39.123456Z"
+            second, prefix = instant // 1_000_000, text[:-7]
+        return text
+
+    async def send(builder: Any, topic: str, partition: int) -> asyncio.Future[Any]:
+        builder.close()
+        return await producer.send_batch(builder, topic, partition=partition)
+
     pending = []
     pairs: list[Pair] = []
     last = 0
@@ -503,16 +556,27 @@ async def paced(bootstrap: str, inputs: tuple[str, str, str], lines: list[bytes]
         started = time.monotonic()
         while done < len(prepared):
             due = min(len(prepared), int((time.monotonic() - started) * rate) + 1)
+            batches: dict[tuple[str, int], Any] = {}
             while done < due:
-                head, tail, topic, key, customer = prepared[done]
+                head, tail, topic, partition, key, customer = prepared[done]
                 # Strictly increasing, so no two events share a ts (and a pair names one event).
                 last = max(time.time_ns() // 1000, last + 1)
-                ts = format_instant(last)
+                ts = stamp(last)
                 pair = (customer, ts)
                 pairs.append(pair)
                 sent[pair] = time.monotonic()
-                pending.append(await producer.send(topic, head + ts.encode() + tail, key=key))
+                value = head + ts.encode() + tail
+                builder = batches.get((topic, partition))
+                if builder is None:
+                    builder = batches[topic, partition] = producer.create_batch()
+                if builder.append(key=key, value=value, timestamp=None) is None:
+                    # Full (after a stall, a tick's share can outgrow a batch): send it, start anew.
+                    pending.append(await send(builder, topic, partition))
+                    builder = batches[topic, partition] = producer.create_batch()
+                    builder.append(key=key, value=value, timestamp=None)
                 done += 1
+            for (topic, partition), builder in batches.items():
+                pending.append(await send(builder, topic, partition))
             await asyncio.sleep(0.001)
         seconds = time.monotonic() - started
         await asyncio.gather(*pending)
@@ -532,11 +596,12 @@ def latency(bootstrap: str, inputs: tuple[str, str, str], changes: str, rate: fl
     progress(f"latency: generating {warm + count:,} events of {customers:,} customers (simulator, seed {seed}) ...")
     lines = generate(customers, warm + count, seed)[0]
     sent: dict[Pair, float] = {}
-    seen: dict[Pair, float] = {}
-    caused: dict[Pair, int] = {}
-    ready, stop = threading.Event(), threading.Event()
-    reader = threading.Thread(target=read_changes, args=(bootstrap, changes, sent, seen, caused, ready, stop),
-                              daemon=True)
+    wall = time.time() - time.monotonic()  # monotonic + wall = the wall clock the records carry
+    mp = multiprocessing.get_context("spawn")
+    counted, ready, stop = mp.Value("q", 0), mp.Event(), mp.Event()
+    handle, out = tempfile.mkstemp(prefix="segmenter-latency-", suffix=".msgpack")
+    os.close(handle)
+    reader = mp.Process(target=read_changes, args=(bootstrap, changes, out, counted, ready, stop), daemon=True)
     reader.start()
     ready.wait(60)
 
@@ -545,33 +610,41 @@ def latency(bootstrap: str, inputs: tuple[str, str, str], changes: str, rate: fl
         seconds. The lag gauge is refreshed every 0.25 s, hence the first wait."""
         deadline = time.monotonic() + grace
         time.sleep(0.5)
-        count_then, quiet_since = len(seen), time.monotonic()
+        count_then, quiet_since = counted.value, time.monotonic()
         while time.monotonic() < deadline:
-            if len(seen) != count_then:
-                count_then, quiet_since = len(seen), time.monotonic()
+            if counted.value != count_then:
+                count_then, quiet_since = counted.value, time.monotonic()
             elif backlog() == 0 and time.monotonic() - quiet_since >= 1.0:
                 return
             time.sleep(0.25)
 
     try:
-        # Warm-up: the partitions' clocks jump from the history to now (firing what fell due).
-        progress(f"latency: warm-up, {warm:,} events at {rate:,.0f} events/s")
-        asyncio.run(paced(bootstrap, inputs, lines[:warm], rate, sent))
-        settle(20)
-        progress(f"latency: {count:,} live events of simulated traffic at {rate:,.0f} events/s for {seconds:g} s")
-        cpu_before = cpu_seconds(pid)
-        produce_seconds, keys = asyncio.run(paced(bootstrap, inputs, lines[warm:], rate, sent))
-        cpu = (cpu_seconds(pid) - cpu_before) / produce_seconds
-        lag = backlog()
-        settle(10)
+        with collector_paused():
+            # Warm-up: the partitions' clocks jump from the history to now (firing what fell due).
+            progress(f"latency: warm-up, {warm:,} events at {rate:,.0f} events/s")
+            asyncio.run(paced(bootstrap, inputs, lines[:warm], rate, sent))
+            settle(20)
+            progress(f"latency: {count:,} live events of simulated traffic at {rate:,.0f} events/s for {seconds:g} s")
+            cpu_before = cpu_seconds(pid)
+            produce_seconds, keys = asyncio.run(paced(bootstrap, inputs, lines[warm:], rate, sent))
+            cpu = (cpu_seconds(pid) - cpu_before) / produce_seconds
+            lag = backlog()
+            settle(10)
     finally:
         stop.set()
-        reader.join(10)
-    late = {k: seen[k] - sent[k] for k in keys if k in seen}
+        reader.join(30)
+    try:
+        seen = msgspec.msgpack.decode(Path(out).read_bytes(), type=dict[tuple[str, str], list[float]])
+    finally:
+        os.unlink(out)
+    late = {k: seen[k][0] - sent[k] for k in keys if k in seen}
+    # Split at the worker's send: input read, state updated, rules evaluated | producer, broker, reader.
+    inward = sorted(seen[k][1] - wall - sent[k] for k in late)
+    outward = sorted(seen[k][0] + wall - seen[k][1] for k in late)
     quarters = [sorted(late[k] for k in keys[q * count // 4:(q + 1) * count // 4] if k in late) for q in range(4)]
-    return {"sent": count, "seed": seed, "matched": len(late), "changes": sum(caused.get(k, 0) for k in keys),
+    return {"sent": count, "seed": seed, "matched": len(late), "changes": sum(int(seen[k][2]) for k in late),
             "produce_seconds": produce_seconds, "rate": count / produce_seconds,
-            "latencies": sorted(late.values()), "cpu": cpu, "lag": lag,
+            "latencies": sorted(late.values()), "inward": inward, "outward": outward, "cpu": cpu, "lag": lag,
             "quarters": [percentile(q, 0.5) for q in quarters]}
 
 
@@ -812,6 +885,10 @@ def measure(args: argparse.Namespace, bootstrap: str) -> None:
                   f"{lat['changes']:,} changes caused by them matched ({lat['matched']:,} events with one or more)")
             print(f"             from send to first change: p50 {1000 * percentile(ms, 0.5):.1f} ms, "
                   f"p99 {1000 * percentile(ms, 0.99):.1f} ms, max {1000 * (ms[-1] if ms else float('nan')):.1f} ms")
+            print(f"             of which to the worker's send: p50 {1000 * percentile(lat['inward'], 0.5):.1f} ms, "
+                  f"p99 {1000 * percentile(lat['inward'], 0.99):.1f} ms; from there to read: "
+                  f"p50 {1000 * percentile(lat['outward'], 0.5):.1f} ms, "
+                  f"p99 {1000 * percentile(lat['outward'], 0.99):.1f} ms")
             lag = "?" if lat["lag"] is None else f"{lat['lag']:,.0f}"
             print(f"             worker CPU {100 * lat['cpu']:.0f} % while they were sent; its consumer lag "
                   f"{lag} when the last was sent (the gauge is updated every 0.25 s)")

@@ -422,8 +422,10 @@ class Worker:
 
     async def _pipeline(self) -> None:
         s = self.settings
+        # No linger: a batch's output is handed over at once, so there is nothing to wait for;
+        # what comes while a request is out is batched behind it anyway.
         self.producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, acks="all",
-                                         enable_idempotence=True, linger_ms=5,
+                                         enable_idempotence=True, linger_ms=0,
                                          max_batch_size=1 << 20, **s.kafka_security())
         await self.producer.start()
         self.writes = ChangelogWrites(self.producer)
