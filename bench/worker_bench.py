@@ -606,7 +606,7 @@ def latency(bootstrap: str, inputs: tuple[str, str, str], changes: str, rate: fl
     ready.wait(60)
 
     def settle(grace: float) -> None:
-        """Until the worker's lag is 0 and no caused change has come for a second, or ``grace``
+        """Until the worker's lag is 0 and no change has come for a second, or ``grace``
         seconds. The lag gauge is refreshed every 0.25 s, hence the first wait."""
         deadline = time.monotonic() + grace
         time.sleep(0.5)
