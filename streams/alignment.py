@@ -8,14 +8,16 @@ gives. So, as Kafka Streams does for the partitions of one task, messages wait i
 topic and leave in event-time order across topics, the earliest head first, while every topic
 either has a message waiting or has been read to its end. A topic known to be behind (its end
 offset is ahead of what was read) holds the others back until it delivers, up to
-``max_wait_behind`` seconds; one whose end is not known yet, up to ``max_wait``;
-``max_buffered`` bounds the memory either way.
+``max_wait_behind`` seconds, and so does one whose end is not known yet: its first fetch may
+lag the others' (a new topic's leader not known to the client yet), and it may hold earlier
+events. ``max_buffered`` bounds the memory either way.
 
 Live, the waiting costs latency and buys little: a topic is then "behind" by the few messages
 of the fetch under way, stamped about when the held one was. So when the message that would
 leave next is within ``live_horizon`` of the wall clock, a topic behind holds it for
-``live_wait_behind`` at most; a message that arrives later than that is applied late (the
-engine allows for lateness), which replay would have applied a moment earlier.
+``live_wait_behind`` at most, and one whose end is not known for ``max_wait``; a message that
+arrives later than that is applied late (the engine allows for lateness), which replay would
+have applied a moment earlier.
 
 Per topic the FIFO keeps Kafka's order, so offsets are still applied in order. A message with
 no event time (a bad one) leaves as soon as it is at the head of its topic.
@@ -80,7 +82,7 @@ class Aligner:
                     if state == BEHIND:
                         wait = max(wait, self.max_wait_behind)
                     elif state == UNKNOWN:
-                        wait = max(wait, self.max_wait)
+                        wait = max(wait, self.max_wait_behind)
                         end_unknown = True
             if not heads:
                 self._waiting_since.pop(partition, None)

@@ -43,7 +43,9 @@ class WorkerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Seconds without input after which a partition's clock follows the wall clock."""
     tick_interval: float = 0.25
     align_wait: float = 0.5
-    """Seconds a partition's other topics wait for one that is behind and silent (event-time alignment)."""
+    """Live events (within seconds of now): how long a partition's other topics wait for one whose
+    end is not known yet (event-time alignment). Older events wait as long as for a topic known
+    to be behind: 30 s."""
     batch_max: int = 2000
     """Most records one fetch hands to the pipeline."""
     fetch_wait: float = 0.02
