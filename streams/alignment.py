@@ -79,11 +79,9 @@ class Aligner:
                     heads.append(queue)
                 else:
                     state = self.progress(topic, partition)
-                    if state == BEHIND:
-                        wait = max(wait, self.max_wait_behind)
-                    elif state == UNKNOWN:
-                        wait = max(wait, self.max_wait_behind)
-                        end_unknown = True
+                    if state != CAUGHT_UP:  # behind, or its end not known yet: the same wait
+                        wait = self.max_wait_behind
+                        end_unknown = end_unknown or state == UNKNOWN
             if not heads:
                 self._waiting_since.pop(partition, None)
                 return
