@@ -900,8 +900,8 @@ def measure(args: argparse.Namespace, bootstrap: str) -> None:
         with contextlib.suppress(Exception):
             deleted = asyncio.run(delete_topics(bootstrap, prefix))
             progress(f"deleted {deleted} topics of {prefix}")
-        if args.py_spy:
-            progress(f"kept {workdir} (py-spy output)")
+        if args.py_spy or args.keep:
+            progress(f"kept {workdir} (the worker's log{', py-spy output' if args.py_spy else ''})")
             for path in workdir.iterdir():
                 if path.is_dir():
                     shutil.rmtree(path, ignore_errors=True)
@@ -976,6 +976,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="profile the worker during (a) with py-spy and print the top N functions")
     parser.add_argument("--py-spy-latency", action="store_true",
                         help="with --py-spy: profile the latency run instead of (a)")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (the worker's log)")
     parser.add_argument("--only", default="abc", metavar="STAGES",
                         help="run only these of the stages a, b, c (default abc)")
     parser.add_argument("--worker-env", action="append", default=[], metavar="NAME=VALUE",

@@ -2,10 +2,16 @@
 
 faust writes a table's changelog a record at a time through its producer buffer, one awaited
 send after another. The worker writes each changed customer once per commit, so it writes them
-here instead: into the table's store (RocksDB or memory) at once, and into the changelog as one
-aiokafka batch per changelog partition. When the batches are acknowledged the store is told the
-changelog offset it now holds, exactly what faust does after its own sends, so that faust's
-recovery (on restart, rebalance or a standby's catch-up) reads the same topic the same way.
+here instead: into the table's store, and into the changelog as one aiokafka batch per changelog
+partition. When the batches are acknowledged the store is told the changelog offset it now
+holds, exactly what faust does after its own sends, so that faust's recovery (on restart,
+rebalance or a standby's catch-up) reads the same topic the same way.
+
+A RocksDB store gets one write batch per partition, the bytes of the changelog records, as
+faust's own recovery writes them (``Store.apply_changelog_batch``): a put at a time through
+the store costs twice as much, and the write-back of a commit is work the event loop does in
+one go while events wait. Until the batch is written the values are still readable from the
+views that gave them (:class:`streams.livestore.PartitionView` keeps them until ``written``).
 """
 
 from __future__ import annotations
@@ -13,7 +19,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import rocksdict
 from aiokafka import AIOKafkaProducer
+from faust.stores.rocksdb import Store as RocksDBStore
 from faust.types import TP
 
 
@@ -23,12 +31,23 @@ class ChangelogWrites:
         self._open: dict[tuple[Any, int], Any] = {}
         """(table, partition) -> the aiokafka batch being filled."""
         self._full: list[tuple[Any, int, Any]] = []
+        self._stored: dict[tuple[Any, int], Any] = {}
+        """(RocksDB store, partition) -> its write batch, written at :meth:`send`."""
         self.records = 0
 
     def write(self, table: Any, partition: int, key: str, value: bytes | None) -> None:
         """Store ``value`` under ``key`` (None deletes it) and queue its changelog record."""
+        raw_key = key.encode()
         store = table.data
-        if value is None:
+        if isinstance(store, RocksDBStore) and store.use_rocksdict:
+            batch = self._stored.get((store, partition))
+            if batch is None:
+                batch = self._stored[store, partition] = rocksdict.WriteBatch(raw_mode=True)
+            if value is None:
+                batch.delete(raw_key)
+            else:
+                batch.put(raw_key, value)
+        elif value is None:
             if key in store:
                 del store[key]
         else:
@@ -37,7 +56,6 @@ class ChangelogWrites:
         builder = self._open.get(slot)
         if builder is None:
             builder = self._open[slot] = self.producer.create_batch()
-        raw_key = key.encode()
         if builder.append(key=raw_key, value=value, timestamp=None) is None:
             builder.close()
             self._full.append((table, partition, builder))
@@ -49,6 +67,9 @@ class ChangelogWrites:
     async def send(self) -> int:
         """Send what was written, wait for the broker, and record the changelog offsets in the
         stores. Returns the number of records."""
+        for (store, partition), batch in self._stored.items():
+            store._db_for_partition(partition).write(batch)
+        self._stored = {}
         batches = self._full
         for (table, partition), builder in self._open.items():
             builder.close()
