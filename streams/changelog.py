@@ -36,7 +36,8 @@ class ChangelogWrites:
         self.records = 0
 
     def write(self, table: Any, partition: int, key: str, value: bytes | None) -> None:
-        """Store ``value`` under ``key`` (None deletes it) and queue its changelog record."""
+        """Store ``value`` under ``key`` (None deletes it; a RocksDB store at :meth:`send`) and
+        queue its changelog record."""
         raw_key = key.encode()
         store = table.data
         if isinstance(store, RocksDBStore) and store.use_rocksdict:
