@@ -65,12 +65,16 @@ class ChangelogWrites:
                 raise ValueError(f"table {table.name!r}: record for {key!r} exceeds the producer's max batch size")
         self.records += 1
 
-    async def send(self) -> int:
-        """Send what was written, wait for the broker, and record the changelog offsets in the
-        stores. Returns the number of records."""
+    def apply_to_stores(self) -> None:
+        """Write the RocksDB write batches: what :meth:`write` gave since, readable from the stores."""
         for (store, partition), batch in self._stored.items():
             store._db_for_partition(partition).write(batch)
         self._stored = {}
+
+    async def send(self) -> int:
+        """Send what was written, wait for the broker, and record the changelog offsets in the
+        stores. Returns the number of records."""
+        self.apply_to_stores()
         batches = self._full
         for (table, partition), builder in self._open.items():
             builder.close()
