@@ -32,7 +32,8 @@ class ChangelogWrites:
         """(table, partition) -> the aiokafka batch being filled."""
         self._full: list[tuple[Any, int, Any]] = []
         self._stored: dict[tuple[Any, int], Any] = {}
-        """(RocksDB store, partition) -> its write batch, written at :meth:`send`."""
+        """(RocksDB store, partition) -> its write batch, written by :meth:`apply_to_stores`.
+        (``_db_for_partition`` is faust's, the same its recovery writes through.)"""
         self.records = 0
 
     def write(self, table: Any, partition: int, key: str, value: bytes | None) -> None:

@@ -46,7 +46,7 @@ def test_what_a_commit_writes_is_in_the_store_afterwards(store: str, tmp_path: P
         with in_partition(table.app, "clickstream", 2):
             writes.write(table, 2, "carol", b"C")
         writes.apply_to_stores()
-        assert writes.records == 5  # every write is a changelog record, in order
+        assert writes.records == 5  # every write is also a changelog record
         await producer.stop()
 
     asyncio.run(commit())
