@@ -248,11 +248,9 @@ class Worker:
         self.recorded: dict[tuple[str, int], int] = {}
         """(topic, partition) -> the offset the last commit recorded (``progress`` and the group)."""
         self.received: dict[tuple[str, int], int] = {}
-        self.progressed: dict[tuple[str, int], int] = {}
-        """(topic, partition) -> CAUGHT_UP, BEHIND or UNKNOWN as of the latest fetch, for the
-        aligner; worked out once per fetch."""
-        self.fetched_at: dict[int, int] = {}
-        """partition -> when the response of its newest records arrived (ms), for the aligner."""
+        self.progressed: dict[tuple[str, int], tuple[int, int]] = {}
+        """(topic, partition) -> (CAUGHT_UP, BEHIND or UNKNOWN; when its latest fetch response
+        arrived), for the aligner; worked out once per fetch."""
         self.awaiting_merge: set[str] = set()
         """Customers (and their visitor ids) whose identify went out as a Link and is not back yet."""
         self.aligner = Aligner(self.source_topics, self._progress, max_wait=settings.align_wait,
@@ -401,7 +399,6 @@ class Worker:
         self.views.pop(partition, None)
         self.aligner.drop(partition)
         self.last_input.pop(partition, None)
-        self.fetched_at.pop(partition, None)
         for mapping in (self.applied, self.recorded, self.received):
             for key in [k for k in mapping if k[1] == partition]:
                 del mapping[key]
@@ -485,33 +482,33 @@ class Worker:
             self.engine_for(partition)
             self.metrics.events_in.labels(topic).inc(len(batch))
             applied = self.applied.get((topic, partition), -1)
+            at = polled.get(tp, 0)
             for record in batch:
                 if record.offset <= applied:
                     continue  # applied before a restart; its effects are already in the table
                 raw = record.value if isinstance(record.value, bytes) else b""
                 if topic == identity:
                     handoff = _decode_handoff(raw)
-                    push(partition, topic, getattr(handoff, "ts", None), (record, handoff))
+                    push(partition, topic, getattr(handoff, "ts", None), (record, handoff), at)
                     continue
                 decoded = decode(raw, max_bytes=max_bytes)
                 push(partition, topic, None if isinstance(decoded, BadEvent) else decoded.instant,
-                     (record, decoded))
+                     (record, decoded), at)
             self.received[topic, partition] = batch[-1].offset
-            self.fetched_at[partition] = max(self.fetched_at.get(partition, 0), polled.get(tp, 0))
         self.progressed.clear()
         await self._apply_released(started)
 
     async def _apply_released(self, started: float) -> None:
         assert self.producer is not None
         identity = self.settings.identity_topic
-        wall = time.time()
+        wall, now = time.time(), time.monotonic()
         outbox = self.outbox
         in_slice = 0
         for partition in sorted(self.aligner.partitions()):
             engine = self.engine_for(partition)
             with self.writing(partition):
                 applied = 0
-                for record, decoded in self.aligner.release(partition, wall, self._held):
+                for record, decoded in self.aligner.release(partition, wall, self._held, now):
                     if record.topic == identity:
                         self._handoff(partition, engine, outbox, decoded, record)
                     else:
@@ -542,29 +539,28 @@ class Worker:
             return False
         return (event.customer_id or event.anonymous_id) in self.awaiting_merge
 
-    def _progress(self, topic: str, partition: int) -> int:
-        """Whether a topic partition is read to its end, as far as a fetch that came after the
-        partition's newest records knows (:mod:`streams.reader`)."""
+    def _progress(self, topic: str, partition: int) -> tuple[int, int]:
+        """Whether a topic partition is read to its end, and as of the fetch response that
+        arrived when (ms): :mod:`streams.alignment` lets a message of another topic pass only on
+        a response later than the one that message came in."""
         key = (topic, partition)
         state = self.progressed.get(key)
         if state is None:
             state = self.progressed[key] = self._progress_now(key)
         return state
 
-    def _progress_now(self, key: tuple[str, int]) -> int:
+    def _progress_now(self, key: tuple[str, int]) -> tuple[int, int]:
         reader = self.reader
         if reader is None:
-            return UNKNOWN
+            return UNKNOWN, 0
         tp = TP(*key)
         high = reader.highwater(tp)
         if high is None:
-            return UNKNOWN
+            return UNKNOWN, 0
         read = self.received.get(key, self.applied.get(key, -1))
-        if read + 1 < high:
-            return BEHIND
-        if reader.polled_at(tp) < self.fetched_at.get(key[1], 0):
-            return BEHIND  # its next response, a fetch away, will tell
-        return CAUGHT_UP
+        # aiokafka leaves a partition whose last records are still being applied out of the
+        # fetch it sends meanwhile: its latest response is then older than the others'.
+        return (BEHIND if read + 1 < high else CAUGHT_UP), reader.polled_at(tp)
 
     def _maybe_commit(self) -> None:
         """Start a commit if one is due and none is running; surface a failed one."""

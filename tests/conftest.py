@@ -215,3 +215,40 @@ def new_group_id(kafka_bootstrap: str, request: pytest.FixtureRequest) -> Callab
         return f"{_slug(request.node.name)}-{uuid.uuid4().hex[:10]}"
 
     return make
+
+
+# --- what the workers of a failed integration test logged ------------------------------------
+#
+# A worker's log says which partitions it read from where, and when the group rebalanced: what
+# explains a failure that depends on timing. CI keeps only the end of the output, so the lines
+# that say it are printed last, just before pytest's short summary.
+
+_WORKER_LOG_LINE = re.compile(r"\] reading |Revoking previously|Setting newly assigned|Heartbeat failed|"
+                              r"\[(WARNING|ERROR|CRITICAL)\]|Traceback|Error: ")
+_WORKER_LOG_TAIL = 20
+_worker_logs = pytest.StashKey[list[str]]()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome: Any = yield
+    report = outcome.get_result()
+    if not (report.failed and report.when == "call" and item.get_closest_marker("integration")):
+        return
+    tmp = getattr(item, "funcargs", {}).get("tmp_path")
+    if not isinstance(tmp, Path):
+        return
+    lines = [f"{item.nodeid}:"]
+    for log in sorted(tmp.rglob("*.log")):
+        picked = [line for line in log.read_text(errors="replace").splitlines() if _WORKER_LOG_LINE.search(line)]
+        lines.append(f"  {log.name}: {len(picked)} such lines, the last {min(len(picked), _WORKER_LOG_TAIL)}:")
+        lines += [f"    {line[:600]}" for line in picked[-_WORKER_LOG_TAIL:]]
+    item.config.stash.setdefault(_worker_logs, []).extend(lines)
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    lines = config.stash.get(_worker_logs, [])
+    if lines:
+        terminalreporter.section("worker logs of failed integration tests: reads, rebalances, warnings")
+        for line in lines:
+            terminalreporter.line(line)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -82,7 +83,10 @@ def compare(live: list[dict[str, object]], expected: list[dict[str, object]], li
     got, want = upto(live), upto(expected)
     missing = [want[k] for k in want.keys() - got.keys()]
     extra = [got[k] for k in got.keys() - want.keys()]
-    assert not missing and not extra, f"missing {missing[:3]} extra {extra[:3]}"
+    customers = sorted({str(c["customer_id"]) for c in missing + extra})
+    assert not missing and not extra, (
+        f"{len(missing)} changes missing and {len(extra)} extra, of customers {customers[:10]}; "
+        f"missing {missing[:3]} extra {extra[:3]}")
     assert len(want) > 100
 
 
@@ -233,6 +237,44 @@ def test_a_second_worker_shares_the_partitions_and_takes_them_over(kafka_bootstr
     unique = {str(c["change_id"]): c for c in live}
     assert len(unique) == len(live), "a clean stop and a rebalance commit first: nothing is sent twice"
     compare(list(unique.values()), expected, lines)
+
+
+def test_a_worker_leaving_while_events_flow_hands_over_without_loss_or_repeat(kafka_bootstrap: str,
+                                                                             tmp_path: Path) -> None:
+    # The takeover above happens between two feeds; in production a worker leaves (a deploy, a
+    # scale-down) while events keep coming, and its partitions move in the middle of them.
+    deployment = Deployment(kafka_bootstrap, tmp_path, extra={"SEGMENTER_STANDBY_REPLICAS": "1"})
+    lines = history(seed=17, noise=False)
+    expected, _ = replay(lines)
+    create_topics(deployment)
+    third = len(lines) // 3
+    first, second = WorkerProcess(deployment, "w1"), WorkerProcess(deployment, "w2")
+    with running(first):
+        second.start()
+        wait_for(lambda: _owned(first) and _owned(second), timeout=60, what="both workers to own partitions")
+        feed(deployment, lines[:third])
+        rest = lines[third:]
+        failed: list[BaseException] = []
+
+        def feed_rest() -> None:
+            try:
+                asyncio.run(produce(rest, bootstrap_servers=deployment.bootstrap, topics=deployment.topics,
+                                    ordered=True, rate=len(rest) / 6.0))
+            except BaseException as exc:  # reported below, in the test's own thread
+                failed.append(exc)
+
+        feeding = threading.Thread(target=feed_rest)
+        feeding.start()
+        time.sleep(1.5)
+        assert feeding.is_alive(), "the worker must leave while events still arrive"
+        second.stop()
+        feeding.join(timeout=120)
+        assert not failed, failed
+        assert len(_owned(first)) == deployment.partitions
+        live = changes_of(deployment)
+    ids = Counter(str(c["change_id"]) for c in live)
+    assert max(ids.values()) == 1, "a clean stop commits before its partitions move: nothing is sent twice"
+    compare(live, expected, lines)
 
 
 def _owned(worker: WorkerProcess) -> list[int]:

@@ -88,7 +88,7 @@ class WorkerProcess:
         self.deployment.data_root.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:  # the child has its own copy of the descriptor
             self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker", "--loglevel",
-                                          os.environ.get("SEGMENTER_TEST_LOGLEVEL", "warn")],
+                                          os.environ.get("SEGMENTER_TEST_LOGLEVEL", "info")],
                                          cwd=ROOT, env=self.deployment.env(self.name, self.web_port),
                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.wait_healthy(timeout)

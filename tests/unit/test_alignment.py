@@ -11,9 +11,21 @@ pytestmark = pytest.mark.unit
 TOPICS = ["clicks", "orders", "identity"]
 
 
-def aligner(progress: dict[str, int] | None = None, **options: float) -> Aligner:
+BACKFILL = 1000.0
+"""A wall clock (s) long after the events of these tests (their times are in µs): not live."""
+LATER = 10**9
+"""When a response after every pushed item's arrived: a topic read to its end says so for sure."""
+
+
+def aligner(progress: dict[str, int | tuple[int, int]] | None = None, **options: float) -> Aligner:
+    """``progress``: topic -> its state, or (state, when its latest response arrived)."""
     states = progress or {}
-    return Aligner(TOPICS, lambda topic, partition: states.get(topic, CAUGHT_UP),
+
+    def state(topic: str, partition: int) -> tuple[int, int]:
+        given = states.get(topic, CAUGHT_UP)
+        return given if isinstance(given, tuple) else (given, LATER)
+
+    return Aligner(TOPICS, state,
                    max_wait=options.get("max_wait", 0.5), max_wait_behind=options.get("max_wait_behind", 30.0),
                    max_buffered=int(options.get("max_buffered", 1000)), bypass="identity")
 
@@ -123,3 +135,53 @@ def test_live_messages_wait_for_a_topic_behind_only_briefly() -> None:
     assert list(a.release(1, wall=now)) == []
     assert list(a.release(1, wall=now + 0.06)) == []  # an hour old: a backfill waits its 30 s
     assert list(a.release(1, wall=now + 30.0)) == ["backfill"]
+
+
+def test_a_wall_clock_set_forward_does_not_end_a_wait() -> None:
+    """The waits run on the monotonic clock the worker passes as ``now``: a wall clock stepped
+    forward a minute (a VM resumed, NTP) must not let a click overtake the order it waits for."""
+    a = aligner({"orders": BEHIND}, max_wait_behind=30.0)
+    a.push(0, "clicks", 10, "c10")
+    assert list(a.release(0, wall=1000.0, now=5.0)) == []
+    assert list(a.release(0, wall=1060.0, now=5.1)) == []  # the wall clock jumped, time did not pass
+    a.push(0, "orders", 3, "o3")
+    assert list(a.release(0, wall=1060.2, now=5.2)) == ["o3"]
+    assert list(a.release(0, wall=1100.0, now=34.0)) == []
+    assert list(a.release(0, wall=1100.0, now=35.3)) == ["c10"]  # 30 s of it since o3 left
+
+
+def test_a_topic_read_to_its_end_in_the_same_response_as_a_message_holds_it_until_a_later_one() -> None:
+    """The broker reads a response's partitions one after another: the response that brought c10
+    may have read orders just before o3 (written ahead of c10) arrived. Only a later response
+    says orders has nothing before c10."""
+    states: dict[str, int | tuple[int, int]] = {"orders": (CAUGHT_UP, 100)}
+    a = aligner(states)
+    a.push(0, "clicks", 10, "c10", at=100)
+    assert list(a.release(0, wall=BACKFILL)) == []
+    a.push(0, "orders", 3, "o3", at=101)  # the next response brings it
+    states["orders"] = (CAUGHT_UP, 101)
+    assert list(a.release(0, wall=BACKFILL)) == ["o3", "c10"]
+
+
+def test_only_messages_of_earlier_responses_leave_on_a_topic_read_to_its_end() -> None:
+    states: dict[str, int | tuple[int, int]] = {"orders": (CAUGHT_UP, 103)}
+    a = aligner(states)
+    a.push(0, "clicks", 1, "c1", at=100)
+    a.push(0, "clicks", 2, "c2", at=103)
+    a.push(0, "clicks", 3, "c3", at=105)
+    assert list(a.release(0, wall=BACKFILL)) == ["c1"]
+    states["orders"] = (CAUGHT_UP, 106)
+    assert list(a.release(0, wall=BACKFILL)) == ["c2", "c3"]
+
+
+def test_a_live_message_leaves_on_the_response_it_came_in() -> None:
+    """Live, a fetch's wait is latency: the same response is enough, and an older one holds it only
+    briefly, as a topic behind does."""
+    now = 1_000_000.0
+    states: dict[str, int | tuple[int, int]] = {"orders": (CAUGHT_UP, 100)}
+    a = aligner(states)
+    a.push(0, "clicks", int((now - 1) * 1_000_000), "same", at=100)
+    assert list(a.release(0, wall=now)) == ["same"]
+    a.push(0, "clicks", int((now - 1) * 1_000_000), "newer", at=101)
+    assert list(a.release(0, wall=now)) == []
+    assert list(a.release(0, wall=now + 0.06)) == ["newer"]
