@@ -9,11 +9,13 @@ visitor's last events against the customer's next ones; see docs/worker.md).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
@@ -214,20 +216,27 @@ def test_kill_9_mid_stream_then_restart_loses_nothing(kafka_bootstrap: str, tmp_
     compare(list(unique.values()), expected, lines)
 
 
-def test_a_second_worker_shares_the_partitions_and_takes_them_over(kafka_bootstrap: str, tmp_path: Path) -> None:
-    # With a standby replica, as deployed by default: each worker also follows the other's
-    # changelogs, and takes over from its warm copy.
-    deployment = Deployment(kafka_bootstrap, tmp_path, extra={"SEGMENTER_STANDBY_REPLICAS": "1"})
-    lines = history(seed=13, noise=False)
-    expected, _ = replay(lines)
+@contextlib.contextmanager
+def sharing(deployment: Deployment) -> Iterator[tuple[WorkerProcess, WorkerProcess]]:
+    """Two workers of one app, each owning some of the partitions, stopped on the way out.
+
+    With a standby replica, as deployed by default: each worker also follows the other's
+    changelogs, and takes over from its warm copy."""
     create_topics(deployment)
-    half = len(lines) // 2
     first, second = WorkerProcess(deployment, "w1"), WorkerProcess(deployment, "w2")
-    with running(first):
-        second.start()
+    with running(first, second):
         wait_for(lambda: _owned(first) and _owned(second), timeout=60, what="both workers to own partitions")
         assert set(_owned(first)).isdisjoint(_owned(second))
         assert set(_owned(first)) | set(_owned(second)) == set(range(deployment.partitions))
+        yield first, second
+
+
+def test_a_second_worker_shares_the_partitions_and_takes_them_over(kafka_bootstrap: str, tmp_path: Path) -> None:
+    deployment = Deployment(kafka_bootstrap, tmp_path, extra={"SEGMENTER_STANDBY_REPLICAS": "1"})
+    lines = history(seed=13, noise=False)
+    expected, _ = replay(lines)
+    half = len(lines) // 2
+    with sharing(deployment) as (first, second):
         feed(deployment, lines[:half])
         changes_of(deployment, quiet=5)
         second.stop()
@@ -246,23 +255,19 @@ def test_a_worker_leaving_while_events_flow_hands_over_without_loss_or_repeat(ka
     deployment = Deployment(kafka_bootstrap, tmp_path, extra={"SEGMENTER_STANDBY_REPLICAS": "1"})
     lines = history(seed=17, noise=False)
     expected, _ = replay(lines)
-    create_topics(deployment)
     third = len(lines) // 3
-    first, second = WorkerProcess(deployment, "w1"), WorkerProcess(deployment, "w2")
-    with running(first):
-        second.start()
-        wait_for(lambda: _owned(first) and _owned(second), timeout=60, what="both workers to own partitions")
+    rest = lines[third:]
+    failed: list[BaseException] = []
+
+    def feed_rest() -> None:
+        try:
+            asyncio.run(produce(rest, bootstrap_servers=deployment.bootstrap, topics=deployment.topics,
+                                ordered=True, rate=len(rest) / 6.0))
+        except BaseException as exc:  # reported below, in the test's own thread
+            failed.append(exc)
+
+    with sharing(deployment) as (first, second):
         feed(deployment, lines[:third])
-        rest = lines[third:]
-        failed: list[BaseException] = []
-
-        def feed_rest() -> None:
-            try:
-                asyncio.run(produce(rest, bootstrap_servers=deployment.bootstrap, topics=deployment.topics,
-                                    ordered=True, rate=len(rest) / 6.0))
-            except BaseException as exc:  # reported below, in the test's own thread
-                failed.append(exc)
-
         feeding = threading.Thread(target=feed_rest)
         feeding.start()
         time.sleep(1.5)
