@@ -239,7 +239,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if not isinstance(tmp, Path):
         return
     lines = [f"{item.nodeid}:"]
-    for log in sorted(tmp.rglob("*.log")):
+    for log in sorted(tmp.glob("*.log")):  # the workers'; their stores below hold RocksDB's own *.log
         picked = [line for line in log.read_text(errors="replace").splitlines() if _WORKER_LOG_LINE.search(line)]
         lines.append(f"  {log.name}: {len(picked)} such lines, the last {min(len(picked), _WORKER_LOG_TAIL)}:")
         lines += [f"    {line[:600]}" for line in picked[-_WORKER_LOG_TAIL:]]
