@@ -127,18 +127,18 @@ class Aligner:
             if len(heads) == 1 and not wait:
                 # Every other topic is read to its end and nothing is pushed while this runs:
                 # the one queue leaves in its own order, as far as those ends are confirmed.
+                unconfirmed = False
                 while best:
                     ts, at, item = best[0]
                     if hold is not None and hold(item):
                         break
                     if not _confirmed(confirmed, at, ts > horizon):
+                        unconfirmed = True  # it waits for a later response: the top decides how long
                         break
                     self.buffered -= 1
                     yield best.popleft()[2]
-                if not best:
+                if not best or unconfirmed:
                     continue
-                if not _confirmed(confirmed, best[0][1], best[0][0] > horizon):
-                    continue  # the next waits for a later response, as the top of the loop decides
             if hold is not None and hold(best[0][2]):
                 # The held item waits for something on the bypass topic (the identity merge that
                 # releases it); nothing else may overtake it in event time.
