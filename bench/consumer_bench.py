@@ -14,7 +14,7 @@ builds one. A process of its own produces fixed 330-byte records to three fresh 
 its own reads all their partitions from the end and does nothing with the records (timed from
 the first ones it gets):
 
-- aiokafka: ``getmany`` in a loop, the settings of ``streams.reader`` (20 ms fetch wait);
+- aiokafka: ``getmany`` in a loop, the settings of ``streams.live.source`` (20 ms fetch wait);
 - librdkafka: ``consume(num_messages=2000, timeout=--wait)`` in a loop, the same fetch wait.
 
 Each prints records per second, its process's CPU (librdkafka's threads included), calls per

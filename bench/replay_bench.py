@@ -3,10 +3,10 @@
     .venv/bin/python bench/replay_bench.py                      # 100,000 customers, >= 1,000,000 events
     .venv/bin/python bench/replay_bench.py --profile 30         # the same under cProfile, top 30 functions
 
-The events come from :mod:`streams.simulate`, generated once in a child process (so this
+The events come from :mod:`streams.tools.simulate`, generated once in a child process (so this
 process's memory figures are the replay's alone) and cached under ``$TMPDIR`` in a file keyed
 by the parameters and a hash of the simulator's source. The replay is the code behind
-``segmenter replay``: :func:`streams.replay.run` driving an :class:`~streams.engine.Engine`,
+``segmenter replay``: :func:`streams.offline.replay.run` driving an :class:`~streams.engine.Engine`,
 every change and bad event encoded to JSON as the command does, then written to /dev/null.
 """
 
@@ -28,13 +28,13 @@ from typing import Any
 
 import msgspec
 
-from streams import simulate as sim
-from streams.changes import SegmentChange
 from streams.engine import Engine
-from streams.events import BadEvent
-from streams.replay import BadEventRecord, Summary, run
+from streams.model.changes import SegmentChange
+from streams.model.events import BadEvent
+from streams.model.state import encode as encode_state
+from streams.offline.replay import BadEventRecord, Summary, run
 from streams.rules.load import load_pack
-from streams.state import encode as encode_state
+from streams.tools import simulate as sim
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -4,7 +4,7 @@
     .venv/bin/python bench/worker_bench.py --bootstrap 127.0.0.1:9092 --events 100000
     .venv/bin/python bench/worker_bench.py --py-spy 25         # the same, the worker under py-spy
 
-One run generates the events once (:mod:`streams.simulate`, customers' own events only: no
+One run generates the events once (:mod:`streams.tools.simulate`, customers' own events only: no
 visitor-keyed events and no ``identify``, so no identity hand-offs), produces them once to
 fresh input topics of ``--partitions`` partitions, and then lets three consumers read those
 same topics from the beginning, one after the other, each in a process of its own:
@@ -16,7 +16,7 @@ same topics from the beginning, one after the other, each in a process of its ow
 (b) a faust agent as faust's documentation writes one, ``async for key, value in
     stream.items(): table[key] += 1`` (a JSON int per key, rocksdb table, the raw value not
     decoded);
-(c) a bare aiokafka loop: ``getmany`` batches, :func:`streams.events.decode` per message, a
+(c) a bare aiokafka loop: ``getmany`` batches, :func:`streams.model.events.decode` per message, a
     small JSON record per message produced (acks=all, idempotent) to an output topic, the
     batch's offsets committed. No state: the ceiling for a Python client.
 
@@ -59,7 +59,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from streams import simulate as sim
+from streams.tools import simulate as sim
 
 ROOT = Path(__file__).resolve().parent.parent
 PILOT_CUSTOMERS = 2_000
@@ -516,8 +516,8 @@ async def paced(bootstrap: str, inputs: tuple[str, str, str], lines: list[bytes]
     from aiokafka import AIOKafkaProducer
     from aiokafka.partitioner import DefaultPartitioner
 
-    from streams.clock import format_instant
-    from streams.feed import route
+    from streams.model.clock import format_instant
+    from streams.tools.produce import route
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
     await producer.start()
@@ -746,7 +746,7 @@ def bare_child(args: argparse.Namespace) -> None:
 async def _bare(args: argparse.Namespace) -> None:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-    from streams.events import BadEvent, decode, type_of
+    from streams.model.events import BadEvent, decode, type_of
 
     encode = msgspec.json.Encoder().encode
     consumer = AIOKafkaConsumer(*args.topics.split(","), bootstrap_servers=args.bootstrap, group_id=args.app_id,
@@ -832,7 +832,7 @@ def measure(args: argparse.Namespace, bootstrap: str) -> None:
         progress(f"generated {len(lines):,} events over {days:g} days from {start}")
 
         asyncio.run(create_topics(bootstrap, [*run.inputs, f"{prefix}-bare-out"], args.partitions))
-        from streams.feed import produce
+        from streams.tools.produce import produce
 
         progress(f"producing them to {', '.join(run.inputs)} ({args.partitions} partitions) ...")
         began = time.monotonic()

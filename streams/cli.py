@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from streams import __version__
-from streams.clock import parse_instant
 from streams.errors import SegmenterError
+from streams.model.clock import parse_instant
 from streams.rules.problems import RuleError
 
 DEFAULT_RULES = "rules"
@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  description="The streaming worker: consumes the input topics, keeps "
                                  "customer state in faust tables, produces segment changes. Every flag "
                                  "has a SEGMENTER_* environment variable.")
-    from streams import settings
+    from streams.live import settings
 
     settings.add_arguments(worker)
     worker.add_argument("--loglevel", default="info", choices=["crit", "error", "warn", "info", "debug"])
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    description="Simulated shoppers (personas, sessions, identity, noise), "
                                    "deterministic for a seed: JSON lines on stdout or in --out, or produced "
                                    "to the worker's input topics with --kafka.")
-    from streams import simulate as simulate_module
+    from streams.tools import simulate as simulate_module
 
     simulate_module.add_arguments(simulate)
     simulate.set_defaults(run=simulate_module.run)
@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "segment sizes, entries and exits per minute and the latest changes. "
                                     "On a terminal the view is redrawn in place; otherwise it prints plain "
                                     "snapshot blocks.")
-    from streams import demo
+    from streams.tools import demo_view as demo
 
     demo.add_arguments(demo_view)
     demo_view.set_defaults(run=demo.run)
@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from streams.replay import replay_file
+    from streams.offline.replay import replay_file
     from streams.rules.load import load_pack
 
     pack = load_pack(args.rules)
@@ -106,8 +106,8 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _backtest(args: argparse.Namespace) -> int:
-    from streams.backtest import backtest_file
-    from streams.backtest_render import chart, table
+    from streams.offline.backtest import backtest_file
+    from streams.offline.report import chart, table
     from streams.rules.load import load_pack
 
     pack = load_pack(args.rules)
@@ -134,9 +134,9 @@ def _worker(args: argparse.Namespace) -> int:
 
     import faust
 
-    from streams import settings
+    from streams.live import settings
+    from streams.live.worker import Worker
     from streams.rules.load import load_pack
-    from streams.worker import Worker
 
     config = settings.load(args)
     try:
@@ -162,7 +162,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _rules_test(args: argparse.Namespace) -> int:
-    from streams.rules.ruletest import command
+    from streams.offline.ruletest import command
 
     return command(args.dir)
 

@@ -26,8 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.clock import UNITS
-from streams.fields import BOOL, DURATION, NULL, NUMBER, STRING, TIME, Field
+from streams.model.clock import UNITS
+from streams.rules.fields import BOOL, DURATION, NULL, NUMBER, STRING, TIME, Field
 from streams.rules.problems import Kind, did_you_mean
 
 Fn = Callable[[Any], Any]

@@ -24,14 +24,22 @@ from typing import Any, Literal
 
 import msgspec
 
-from streams.clock import parse_duration
-from streams.events import EVENT_TYPES
-from streams.fields import BOOL, NUMBER, STATE_FIELDS, TRAIT_TYPES, Field, event_fields, trait_field
+from streams.model.clock import parse_duration
+from streams.model.events import EVENT_TYPES
+from streams.model.windows import next_expiry, total
 from streams.rules import expr as expressions
 from streams.rules.expr import Expr, ExprError, Scope
+from streams.rules.fields import (
+    BOOL,
+    NUMBER,
+    STATE_FIELDS,
+    TRAIT_TYPES,
+    Field,
+    event_fields,
+    trait_field,
+)
 from streams.rules.pack import DEFAULT_ALLOWED_LATENESS, Rule, RulePack, WindowDef
 from streams.rules.problems import Kind, Problem, RuleError, did_you_mean
-from streams.windows import next_expiry, total
 
 PACK_FILE = "pack.toml"
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")

@@ -6,10 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.clock import DAY, Duration
-from streams.events import EVENT_TYPES
-from streams.fields import SEEN_CHANGED, Field
+from streams.model.clock import DAY, Duration
+from streams.model.events import EVENT_TYPES
 from streams.rules.expr import Expr
+from streams.rules.fields import SEEN_CHANGED, Field
 
 DEFAULT_ALLOWED_LATENESS: Duration = 7 * DAY
 

@@ -23,12 +23,12 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from worker_harness import Deployment, WorkerProcess, read_all, running, settle, wait_for
 
-from streams.clock import DAY, SECOND, format_instant, parse_instant
 from streams.engine import Engine
-from streams.events import BadEvent
-from streams.feed import produce
+from streams.model.clock import DAY, SECOND, format_instant, parse_instant
+from streams.model.events import BadEvent
 from streams.rules.load import load_pack
-from streams.simulate import simulate
+from streams.tools.produce import produce
+from streams.tools.simulate import simulate
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -290,7 +290,7 @@ def _owned(worker: WorkerProcess) -> list[int]:
 def test_a_visitor_on_another_partition_is_merged_at_identify(kafka_bootstrap: str, tmp_path: Path) -> None:
     deployment = Deployment(kafka_bootstrap, tmp_path)
     visitor, customer = "v-1", "cust-a"  # partitions 1 and 3 of 4 by Kafka's default partitioner
-    from streams.livestore import partition_of
+    from streams.live.views import partition_of
 
     assert partition_of(visitor, 4) != partition_of(customer, 4)
 

@@ -12,10 +12,10 @@ from typing import Any
 
 import msgspec
 
-from streams.changes import SegmentChange
-from streams.clock import DAY, HOUR, MINUTE, SECOND, format_instant, parse_instant
 from streams.engine import Engine
-from streams.events import BadEvent
+from streams.model.changes import SegmentChange
+from streams.model.clock import DAY, HOUR, MINUTE, SECOND, format_instant, parse_instant
+from streams.model.events import BadEvent
 from streams.rules.load import load_pack
 from streams.rules.pack import RulePack
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.alignment import BEHIND, CAUGHT_UP, UNKNOWN, Aligner
+from streams.live.alignment import BEHIND, CAUGHT_UP, UNKNOWN, Aligner
 
 pytestmark = pytest.mark.unit
 

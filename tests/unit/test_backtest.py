@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from streams.backtest import NOT_DISTINCT, Backtest, Report, backtest, percentile
-from streams.backtest_render import chart, human_duration, table
+from streams.offline.backtest import NOT_DISTINCT, Backtest, Report, backtest, percentile
+from streams.offline.report import chart, human_duration, table
 from streams.rules.load import load_pack
-from streams.simulate import write_jsonl
+from streams.tools.simulate import write_jsonl
 
 from scenario import ROOT, START, Scenario, days, hours, minutes
 

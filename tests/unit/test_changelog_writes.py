@@ -11,9 +11,9 @@ import faust
 import pytest
 from aiokafka import AIOKafkaProducer
 
-import streams.worker  # noqa: F401  (registers the segmenter-utf8 codec the tables use)
-from streams.changelog import ChangelogWrites
-from streams.livestore import in_partition
+import streams.live.worker  # noqa: F401  (registers the segmenter-utf8 codec the tables use)
+from streams.live.changelog import ChangelogWrites
+from streams.live.views import in_partition
 
 pytestmark = pytest.mark.unit
 

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.demo import (
+from streams.tools.demo_view import (
     KAFKA_TS,
     LATEST,
     SNAPSHOT,

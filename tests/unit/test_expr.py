@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from streams.clock import DAY, MINUTE
-from streams.fields import STATE_FIELDS
+from streams.model.clock import DAY, MINUTE
+from streams.model.state import CustomerState
 from streams.rules.expr import ExprError, Scope, compile_expression
+from streams.rules.fields import STATE_FIELDS
 from streams.rules.problems import Kind
-from streams.state import CustomerState
 
 SCOPE = Scope(dict(STATE_FIELDS))
 

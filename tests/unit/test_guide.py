@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.fields import STATE_FIELDS
+from streams.rules.fields import STATE_FIELDS
 from streams.rules.load import check_pack
 
 from scenario import DEFAULT_RULES, ROOT

@@ -106,7 +106,7 @@ def test_an_old_event_arriving_after_erasure_does_not_bring_the_customer_back() 
 
 
 def test_a_message_redelivered_from_its_position_is_applied_once_whatever_its_id() -> None:
-    from streams.events import decode
+    from streams.model.events import decode
 
     s = Scenario()
     first = decode(event("order_completed", 0, "c1", total=100, event_id="x1"))

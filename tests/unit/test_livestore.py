@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from streams.livestore import MirroredView, PartitionView, partition_of
+from streams.live.views import MirroredView, PartitionView, partition_of
 
 pytestmark = pytest.mark.unit
 

@@ -15,10 +15,10 @@ import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.changes import SegmentChange
-from streams.clock import parse_instant
 from streams.engine import Engine
-from streams.events import BadEvent
+from streams.model.changes import SegmentChange
+from streams.model.clock import parse_instant
+from streams.model.events import BadEvent
 
 from scenario import START, default_pack, event, hours, minutes
 
@@ -150,7 +150,7 @@ def test_idle_ticks_between_events_change_nothing(events: list[bytes], data: Any
 @FAST
 @given(histories())
 def test_every_customer_state_round_trips_through_its_bytes(events: list[bytes]) -> None:
-    from streams.state import decode, encode
+    from streams.model.state import decode, encode
 
     engine = Engine(default_pack())
     for raw in events:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from streams.cli import main
-from streams.rules import ruletest
-from streams.rules.ruletest import Broken, Case, CaseFile
+from streams.offline import ruletest
+from streams.offline.ruletest import Broken, Case, CaseFile
 
 from scenario import DEFAULT_RULES, default_pack
 

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from streams import simulate as simulate_module
-from streams.changes import encode as encode_change
 from streams.engine import Engine
-from streams.events import BadEvent, Envelope, decode, type_of
+from streams.model.changes import encode as encode_change
+from streams.model.events import BadEvent, Envelope, decode, type_of
 from streams.rules.load import load_pack
 from streams.rules.pack import RulePack
-from streams.simulate import (
+from streams.tools import simulate as simulate_module
+from streams.tools.simulate import (
     DUPLICATE_DELAY_S,
     PERSONA_NAMES,
     main,
@@ -238,7 +238,7 @@ def test_simulate_kafka_options_that_exclude_each_other(argv: list[str],
 
 
 def test_simulate_topics_follow_flags_then_the_workers_variables() -> None:
-    from streams.simulate import build_parser, topics_of
+    from streams.tools.simulate import build_parser, topics_of
 
     args = build_parser().parse_args(["--kafka", "k:9092", "--profiles-topic", "p-flag"])
     assert topics_of(args, {}) == ("clickstream", "transactions", "p-flag")

@@ -5,7 +5,7 @@ so an empty field costs one byte or nothing, and new fields may only ever be app
 a default) to keep old changelogs readable. Windows exist only for the windows the loaded
 rule pack declares; the cart only holds skus with a positive quantity.
 
-Instances are mutated in place by :mod:`streams.core` on the hot path; the drivers own the
+Instances are mutated in place by :mod:`streams.engine.customer` on the hot path; the drivers own the
 copies that must survive (a faust table, a replay snapshot).
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from streams.clock import Instant
+from streams.model.clock import Instant
 
 
 class CustomerState(msgspec.Struct, array_like=True, omit_defaults=True, gc=False):

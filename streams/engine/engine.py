@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from streams import core
-from streams.changes import ENTERED, SegmentChange
-from streams.clock import Instant, format_duration, format_instant
-from streams.events import BadEvent, Envelope, decode, type_of
+from streams.engine import customer as core
+from streams.engine.timers import TimerIndex
+from streams.model.changes import ENTERED, SegmentChange
+from streams.model.clock import Instant, format_duration, format_instant
+from streams.model.events import BadEvent, Envelope, decode, type_of
+from streams.model.state import CustomerState
 from streams.rules.pack import RulePack
-from streams.state import CustomerState
-from streams.timers import TimerIndex
 
 
 @dataclass

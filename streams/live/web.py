@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from faust.web import Request, Response, View
 
-from streams.clock import format_instant
-from streams.livestore import partition_of
+from streams.live.views import partition_of
+from streams.model.clock import format_instant
 
 if TYPE_CHECKING:
-    from streams.worker import Worker
+    from streams.live.worker import Worker
 
 
 def register(worker: Worker) -> None:

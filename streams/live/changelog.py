@@ -11,7 +11,7 @@ A RocksDB store gets one write batch per partition, the bytes of the changelog r
 faust's own recovery writes them (``Store.apply_changelog_batch``): a put at a time through
 the store costs twice as much, and the write-back of a commit is work the event loop does in
 one go while events wait. Until the batch is written the values are still readable from the
-views that gave them (:class:`streams.livestore.PartitionView` keeps them until ``written``).
+views that gave them (:class:`streams.live.views.PartitionView` keeps them until ``written``).
 """
 
 from __future__ import annotations

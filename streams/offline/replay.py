@@ -16,10 +16,10 @@ from typing import BinaryIO, TextIO
 
 import msgspec
 
-from streams.changes import SegmentChange
-from streams.clock import Instant, format_instant
 from streams.engine import Engine
-from streams.events import BadEvent
+from streams.model.changes import SegmentChange
+from streams.model.clock import Instant, format_instant
+from streams.model.events import BadEvent
 from streams.rules.pack import RulePack
 
 

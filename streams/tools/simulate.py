@@ -24,7 +24,7 @@ How it works:
   ``duplicate_rate`` are: a test can check that the engine's output does not change either.
 
 ``segmenter simulate`` writes the events as JSON lines, or with ``--kafka`` produces them to the
-worker's input topics through :func:`streams.feed.produce` (``--rate`` paces it), with a progress
+worker's input topics through :func:`streams.tools.produce.produce` (``--rate`` paces it), with a progress
 line on stderr.
 
 Timestamps have second resolution. Output is sorted by ``ts`` except for injected noise: a
@@ -768,7 +768,7 @@ _TOPICS = (("clickstream", "clickstream"), ("transactions", "transactions"), ("p
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``segmenter simulate`` (also ``python -m streams.simulate``)."""
+    """The options of ``segmenter simulate`` (also ``python -m streams.tools.simulate``)."""
     parser.add_argument("--customers", type=int, default=1_000, help="population size (default 1000)")
     parser.add_argument("--days", type=float, default=30.0, help="time span in days (default 30)")
     parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
@@ -877,7 +877,7 @@ def _to_kafka(args: argparse.Namespace, options: dict[str, Any]) -> int:
 
     from aiokafka.errors import KafkaError
 
-    from streams.feed import produce
+    from streams.tools.produce import produce
 
     prog = "segmenter simulate"
     topics = topics_of(args)

@@ -1,7 +1,7 @@
 """The segmentation core: one customer's state, one event or instant, the rule pack -> changes.
 
 Nothing here knows of Kafka, files or other customers: the streaming worker and
-``segmenter replay`` drive these same functions (through :mod:`streams.engine`), which is
+``segmenter replay`` drive these same functions (through :mod:`streams.engine.engine`), which is
 why they give the same output for the same input.
 
 State is mutated in place (it is the hot path); each function returns the segment changes
@@ -19,13 +19,13 @@ import zlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from streams import windows
-from streams.changes import Consent, SegmentChange, make
-from streams.clock import Instant, format_instant
-from streams.events import Envelope
-from streams.fields import TIME
+from streams.model import windows
+from streams.model.changes import Consent, SegmentChange, make
+from streams.model.clock import Instant, format_instant
+from streams.model.events import Envelope
+from streams.model.state import CustomerState
+from streams.rules.fields import TIME
 from streams.rules.pack import Rule, RulePack
-from streams.state import CustomerState
 
 SEEN_MAX = 16
 """Event ids remembered per customer to drop exact duplicates (redeliveries arrive close together)."""

@@ -4,7 +4,7 @@ A :class:`Backtest` is fed the segment changes the engine emits, in the order it
 and :meth:`Backtest.report` sums them up: who entered and how often, how long stays lasted,
 how big each segment was over time, and how much the segments overlap. It is pure (changes in,
 numbers out), so tests can hand it a few changes; :func:`backtest_file` is the driver that
-runs the replay engine over a JSONL file, and :mod:`streams.backtest_render` draws the report.
+runs the replay engine over a JSONL file, and :mod:`streams.offline.report` draws the report.
 
 Overlap is measured in member-time (customer x time): for segments A and B, the share of all
 the time customers spent in A that they spent in B as well. A segment with at least
@@ -18,11 +18,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from streams.changes import ENTERED, EXITED, SegmentChange
-from streams.clock import Duration, Instant, parse_instant
 from streams.engine import Engine
-from streams.events import BadEvent
-from streams.replay import Summary, run
+from streams.model.changes import ENTERED, EXITED, SegmentChange
+from streams.model.clock import Duration, Instant, parse_instant
+from streams.model.events import BadEvent
+from streams.offline.replay import Summary, run
 from streams.rules.pack import RulePack
 
 NOT_DISTINCT = 0.95

@@ -39,10 +39,19 @@ from typing import Any, Literal, TextIO
 
 import msgspec
 
-from streams.changes import SegmentChange
-from streams.clock import DAY, HOUR, MINUTE, SECOND, UNITS, Instant, format_instant, parse_instant
 from streams.engine import Engine
-from streams.events import EVENT_TYPES, BadEvent
+from streams.model.changes import SegmentChange
+from streams.model.clock import (
+    DAY,
+    HOUR,
+    MINUTE,
+    SECOND,
+    UNITS,
+    Instant,
+    format_instant,
+    parse_instant,
+)
+from streams.model.events import EVENT_TYPES, BadEvent
 from streams.rules.pack import RulePack
 from streams.rules.problems import did_you_mean
 

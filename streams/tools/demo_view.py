@@ -1,7 +1,7 @@
 """The demo's live view: segment changes as they come off Kafka, summed up once a second.
 
 ``segmenter demo-view --bootstrap-servers HOST:PORT --topic segment-changes`` (or
-``python -m streams.demo ...``) reads the changes topic from its beginning with a plain
+``python -m streams.tools.demo_view ...``) reads the changes topic from its beginning with a plain
 aiokafka consumer (no consumer group, nothing committed) and shows
 
 - per segment: members (entered minus exited), entries and exits so far, and entries and exits
@@ -34,10 +34,10 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import orjson
 
-from streams.changes import ENTERED, EXITED
+from streams.model.changes import ENTERED, EXITED
 
 if TYPE_CHECKING:
-    from streams.settings import WorkerSettings
+    from streams.live.settings import WorkerSettings
 
 WINDOW_S = 60.0
 """Entries and exits per minute count the changes produced in this many seconds before now."""
@@ -359,15 +359,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m streams.demo", description="Watch segment changes live.")
+    parser = argparse.ArgumentParser(prog="python -m streams.tools.demo_view", description="Watch segment changes live.")
     add_arguments(parser)
     return run(parser.parse_args(argv))
 
 
 async def create_topics(settings: WorkerSettings) -> list[str]:
     """Create the worker's topics (changelogs included) before it starts; returns the names created."""
+    from streams.live.worker import Worker
     from streams.rules.load import load_pack
-    from streams.worker import Worker
 
     return await Worker(settings, load_pack(settings.rules)).ensure_topics()
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
 
-from streams.events import EVENT_TYPES
+from streams.model.events import EVENT_TYPES
 
 BOOL = "bool"
 NUMBER = "number"

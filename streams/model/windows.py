@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from streams.clock import Duration, Instant
+from streams.model.clock import Duration, Instant
 
 MAX_ENTRIES = 64
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from streams.clock import Instant, from_datetime
+from streams.model.clock import Instant, from_datetime
 
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 Amount = Annotated[float, msgspec.Meta(ge=0)]

@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 from aiokafka import AIOKafkaProducer
 
-from streams.events import PROFILE_TYPES, TRANSACTION_TYPES
+from streams.model.events import PROFILE_TYPES, TRANSACTION_TYPES
 
 
 class _Routing(msgspec.Struct):

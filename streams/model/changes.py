@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from streams.clock import Instant, format_instant
+from streams.model.clock import Instant, format_instant
 
 ENTERED = "entered"
 EXITED = "exited"

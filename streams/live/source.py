@@ -9,7 +9,7 @@ newer reached the worker meanwhile: events were already hundreds of milliseconds
 arrived. The records then crossed from faust's thread to the worker's loop, one more wait.
 
 So the faust consumer keeps the group (membership, assignment, the tables' changelogs and
-standbys, offset commits) and stops fetching the source topics: :mod:`streams.consumer` pauses
+standbys, offset commits) and stops fetching the source topics: :mod:`streams.live.group` pauses
 them there as soon as they are assigned. This reader, a consumer with no group, is assigned
 the same partitions once their tables are recovered, starts each where the worker's
 ``progress`` table says it stopped, and lets the broker hold a fetch only ``fetch_wait``.
@@ -18,7 +18,7 @@ Every (re)assignment starts a new *epoch*: a fetch that was out while the partit
 carries the old one, and the pipeline drops it unapplied.
 
 Each fetch also says when the response its records came in arrived, for event-time alignment
-(:mod:`streams.alignment`): a topic partition with nothing new is known to be read to its end
+(:mod:`streams.live.alignment`): a topic partition with nothing new is known to be read to its end
 only by a response that came after the records it would let pass. aiokafka leaves a partition
 out of the fetch that is sent while its last records are still being used, so the response
 that brings ``clickstream`` records may know nothing of ``profiles`` records the broker
@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
-from streams.settings import WorkerSettings
+from streams.live.settings import WorkerSettings
 
 log = logging.getLogger("segmenter.reader")
 

@@ -1,4 +1,4 @@
-"""Drawing a :class:`streams.backtest.Report`: a plain-text table and a PNG of segment sizes.
+"""Drawing a :class:`streams.offline.backtest.Report`: a plain-text table and a PNG of segment sizes.
 
 The chart is drawn on a bare ``Figure`` with the Agg canvas: no pyplot, no global state, no
 display needed.
@@ -8,8 +8,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from streams.backtest import NOT_DISTINCT, Report, SegmentReport
-from streams.clock import DAY, HOUR, MINUTE, SECOND, Duration, Instant, format_instant, to_datetime
+from streams.model.clock import (
+    DAY,
+    HOUR,
+    MINUTE,
+    SECOND,
+    Duration,
+    Instant,
+    format_instant,
+    to_datetime,
+)
+from streams.offline.backtest import NOT_DISTINCT, Report, SegmentReport
 
 
 def human_duration(duration: Duration | None) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable, Iterator
 
-from streams.clock import Instant
+from streams.model.clock import Instant
 
 
 class TimerIndex:

@@ -4,7 +4,7 @@ faust does what it does well: consumer-group membership and partition assignment
 with changelogs restored on rebalance (RocksDB by default), standby replicas, the web server
 and timers. The hot path does not go through faust's per-message stream machinery: once the
 tables of its partitions are recovered, the worker reads the source topics with a consumer of
-its own (:mod:`streams.reader`, :mod:`streams.consumer`), and one
+its own (:mod:`streams.live.source`, :mod:`streams.live.group`), and one
 :class:`~streams.engine.Engine` per partition (its clock is the partition's event time)
 applies each fetch. The segment changes, dead letters and identity hand-offs of a batch are sent at
 once. Every ``commit_interval`` seconds, and before partitions move or the worker stops, a
@@ -12,7 +12,7 @@ commit makes it all durable, in this order:
 
 1. the sends so far are awaited (acks=all, idempotent producer),
 2. each customer changed since the last commit is written once to its table and changelog
-   (:mod:`streams.changelog`), and awaited,
+   (:mod:`streams.live.changelog`), and awaited,
 3. the partitions' last applied offsets are written to the ``progress`` table, and awaited,
 4. the input offsets are committed to the consumer group.
 
@@ -47,22 +47,22 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from faust.serializers import codecs
 from faust.types import TP
 
-from streams import state as state_codec
-from streams.alignment import BEHIND, CAUGHT_UP, UNKNOWN, Aligner
-from streams.changelog import ChangelogWrites
-from streams.changes import SegmentChange
-from streams.changes import encode as encode_change
-from streams.clock import SECOND
-from streams.consumer import consumer_class
 from streams.engine import Engine
 from streams.errors import SegmenterError
-from streams.events import BadEvent, Envelope, decode, type_of
-from streams.livestore import MirroredView, PartitionView, in_partition, partition_of
-from streams.metrics import Metrics
-from streams.reader import Batch, Fetch, SourceReader
+from streams.live.alignment import BEHIND, CAUGHT_UP, UNKNOWN, Aligner
+from streams.live.changelog import ChangelogWrites
+from streams.live.group import consumer_class
+from streams.live.metrics import Metrics
+from streams.live.settings import WorkerSettings
+from streams.live.source import Batch, Fetch, SourceReader
+from streams.live.views import MirroredView, PartitionView, in_partition, partition_of
+from streams.model import state as state_codec
+from streams.model.changes import SegmentChange
+from streams.model.changes import encode as encode_change
+from streams.model.clock import SECOND
+from streams.model.events import BadEvent, Envelope, decode, type_of
+from streams.model.state import CustomerState
 from streams.rules.pack import RulePack
-from streams.settings import WorkerSettings
-from streams.state import CustomerState
 
 log = logging.getLogger("segmenter.worker")
 
@@ -325,7 +325,7 @@ class Worker:
         app.timer(self.settings.tick_interval)(self._tick)
         app.on_rebalance_complete.connect(self._on_assigned)  # type: ignore[arg-type]
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
-        from streams import web
+        from streams.live import web
 
         web.register(self)
 
@@ -541,7 +541,7 @@ class Worker:
 
     def _progress(self, topic: str, partition: int) -> tuple[int, int]:
         """Whether a topic partition is read to its end, and as of the fetch response that
-        arrived when (ms): :mod:`streams.alignment` lets a message of another topic pass only on
+        arrived when (ms): :mod:`streams.live.alignment` lets a message of another topic pass only on
         a response later than the one that message came in."""
         key = (topic, partition)
         state = self.progressed.get(key)
