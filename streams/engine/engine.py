@@ -10,7 +10,7 @@ events beyond the allowed lateness, and counts what it did.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 
 import msgspec
@@ -50,13 +50,20 @@ class Snapshot(msgspec.Struct):
 class Engine:
     def __init__(self, pack: RulePack, *, states: MutableMapping[str, CustomerState] | None = None,
                  aliases: MutableMapping[str, str] | None = None, clock: Instant | None = None,
-                 erased: MutableMapping[str, Instant] | None = None) -> None:
+                 erased: MutableMapping[str, Instant] | None = None,
+                 owns: Callable[[str], bool] | None = None) -> None:
         self.pack = pack
         self.states: MutableMapping[str, CustomerState] = {} if states is None else states
         self.aliases: MutableMapping[str, str] = {} if aliases is None else aliases
         self.erased: MutableMapping[str, Instant] = {} if erased is None else erased
         """Erased keys and when, for the allowed lateness: an older event that arrives after the
         erasure (a redelivery, a late event) must not bring the customer back."""
+        self.owns = owns
+        """Whether a key's records are this engine's (the live worker runs one per partition);
+        None: all of them."""
+        self.unlinked: list[str] = []
+        """Visitor ids whose alias another engine holds and must forget: the driver sends them on
+        (:meth:`take_unlinked`)."""
         self.timers = TimerIndex()
         self.clock = clock
         self.stats = Stats()
@@ -81,13 +88,49 @@ class Engine:
             result.where = where
         return result
 
-    def process(self, event: Envelope, raw: bytes = b"", *, key: str | None = None,
-                merged: tuple[str, CustomerState | None] | None = None,
+    def process(self, event: Envelope, raw: bytes = b"", *,
                 position: tuple[str, int] | None = None) -> list[SegmentChange] | BadEvent:
-        """Apply one event. The live worker, whose customers live on different partitions, passes
-        ``key`` for an anonymous event it routed to its customer, ``merged`` (the visitor's id
-        and record, fetched from the visitor's partition) with an ``identify``, and ``position``
-        (topic partition, offset) so that a redelivered message is never applied twice."""
+        """Apply one event. ``position`` (topic partition, offset) is where the event was read,
+        so that a redelivered message is never applied twice."""
+        return self._process(event, raw, None, None, position)
+
+    def apply_routed(self, customer: str, event: Envelope, raw: bytes, *,
+                     position: tuple[str, int] | None = None) -> list[SegmentChange] | BadEvent:
+        """Apply a visitor's event to ``customer``, whose alias another engine holds."""
+        return self._process(event, raw, customer, None, position)
+
+    def merge_visitor(self, anon: str, visitor: CustomerState | None, event: Envelope, raw: bytes, *,
+                      position: tuple[str, int] | None = None) -> list[SegmentChange] | BadEvent:
+        """Apply an ``identify`` whose visitor record (``visitor``) another engine handed over."""
+        return self._process(event, raw, None, (anon, visitor), position)
+
+    def hand_over_visitor(self, anon: str, customer: str) -> CustomerState | None:
+        """The visitor ``anon`` is ``customer`` from now on: remember the alias, and give up the
+        visitor's record (returned) for the engine that holds the customer to merge."""
+        visitor = self.states.pop(anon, None)
+        self.timers.discard(anon)
+        self._set_alias(anon, customer)
+        return visitor
+
+    def unlink(self, anon: str) -> None:
+        """Forget a visitor whose customer was erased by another engine."""
+        self._drop_alias(anon)
+        self.states.pop(anon, None)
+
+    def customer_of(self, anon: str) -> str | None:
+        return self.aliases.get(anon)
+
+    def state_of(self, key: str) -> CustomerState | None:
+        return self.states.get(key)
+
+    def take_unlinked(self) -> list[str]:
+        """Visitor ids to unlink on the engines that hold them, since the last call."""
+        unlinked, self.unlinked = self.unlinked, []
+        return unlinked
+
+    def _process(self, event: Envelope, raw: bytes, key: str | None,
+                 merged: tuple[str, CustomerState | None] | None,
+                 position: tuple[str, int] | None) -> list[SegmentChange] | BadEvent:
         ts = event.instant
         pack = self.pack
         if self.clock is not None and ts < self.clock - pack.allowed_lateness:
@@ -189,7 +232,7 @@ class Engine:
             if other is not None:
                 core.merge(self.pack, state, other, anon)
                 self.timers.discard(anon)
-            self.aliases[anon] = key
+            self._set_alias(anon, key)
             if anon not in state.anon_ids:
                 state.anon_ids.append(anon)
 
@@ -198,12 +241,22 @@ class Engine:
         self._count(erased)
         changes += erased
         for anon in state.anon_ids:
-            self.aliases.pop(anon, None)
+            self._drop_alias(anon)
             self.states.pop(anon, None)
         del self.states[key]
         self.timers.discard(key)
         self.erased[key] = max(ts, state.clock)
         self._forget_old_erasures()
+
+    def _set_alias(self, anon: str, key: str) -> None:
+        if self.owns is None or self.owns(anon):
+            self.aliases[anon] = key
+
+    def _drop_alias(self, anon: str) -> None:
+        if self.owns is None or self.owns(anon):
+            self.aliases.pop(anon, None)
+        else:
+            self.unlinked.append(anon)
 
     def _forget_old_erasures(self) -> None:
         """Past the allowed lateness no event of the old life can arrive: drop the marker."""

@@ -6,40 +6,51 @@
 - ``GET /health``: 200 once the worker owns its partitions and has restored them, else 503;
 - ``GET /metrics``: Prometheus text.
 
-faust's own table views stay off: they would serve every customer's record to anyone.
+The endpoints read the worker through a :class:`Readout`, never change it. faust's own table
+views stay off: they would serve every customer's record to anyone.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
+import faust
 import msgspec
 from faust.web import Request, Response, View
 
-from streams.live.views import partition_of
+from streams.live.metrics import Metrics
+from streams.live.partitions import Partitions
 from streams.model.clock import format_instant
 
-if TYPE_CHECKING:
-    from streams.live.worker import Worker
+TIME_FIELDS = ("clock", "first_seen", "last_seen", "last_cart_activity", "last_checkout_at",
+               "first_order_at", "last_order_at", "deadline", "consent_at", "traits_at")
+"""A record's instants, served as ISO 8601 text."""
 
 
-def register(worker: Worker) -> None:
-    app = worker.app
+@dataclass(frozen=True)
+class Readout:
+    """What the endpoints may read of a worker."""
+
+    partitions: Partitions
+    metrics: Metrics
+    ready: Callable[[], bool]
+
+
+def register(app: faust.App, customers: Any, readout: Readout) -> None:
+    """Add the endpoints to ``app``; ``customers`` is the table whose owner answers for an id."""
 
     @app.page("/customers/{customer_id}/")
-    @app.table_route(table=worker.customers, match_info="customer_id")
+    @app.table_route(table=customers, match_info="customer_id")
     async def customer(web: View, request: Request, customer_id: str) -> Response:
-        partition = partition_of(customer_id, worker.settings.partitions)
-        engine = worker.engines.get(partition)
-        with worker.writing(partition):
-            state = None if engine is None else engine.states.get(customer_id)
+        partition, state = readout.partitions.state_of(customer_id)
         if state is None:
             return web.json({"customer_id": customer_id, "error": "unknown customer"}, status=404)
         # The record is a msgpack array on disk; here each field gets its name.
         body: dict[str, Any] = {name: msgspec.to_builtins(getattr(state, name))
                                 for name in state.__struct_fields__}
-        for name in ("clock", "first_seen", "last_seen", "last_cart_activity", "last_checkout_at",
-                     "first_order_at", "last_order_at", "deadline", "consent_at", "traits_at"):
+        for name in TIME_FIELDS:
             if body.get(name) is not None:
                 body[name] = format_instant(body[name])
         return web.json({"customer_id": customer_id, "segments": state.memberships(), "partition": partition,
@@ -47,15 +58,16 @@ def register(worker: Worker) -> None:
 
     @app.page("/segments/")
     async def segments(web: View, request: Request) -> Response:
-        return web.json({"segments": worker.segment_sizes(),
-                         "partitions": sorted(worker.engines)})
+        return web.json({"segments": readout.partitions.segment_sizes(),
+                         "partitions": sorted(readout.partitions.engines)})
 
     @app.page("/health/")
     async def health(web: View, request: Request) -> Response:
-        ok = worker.ready.is_set() and not app.rebalancing
-        return web.json({"status": "ok" if ok else "starting", "partitions": sorted(worker.engines)},
+        ok = readout.ready()
+        return web.json({"status": "ok" if ok else "starting",
+                         "partitions": sorted(readout.partitions.engines)},
                         status=200 if ok else 503)
 
     @app.page("/metrics/")
     async def metrics(web: View, request: Request) -> Response:
-        return web.bytes(worker.metrics.render(), content_type="text/plain; version=0.0.4")
+        return web.bytes(readout.metrics.render(), content_type="text/plain; version=0.0.4")

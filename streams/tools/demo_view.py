@@ -366,10 +366,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 async def create_topics(settings: WorkerSettings) -> list[str]:
     """Create the worker's topics (changelogs included) before it starts; returns the names created."""
-    from streams.live.worker import Worker
-    from streams.rules.load import load_pack
+    from streams.live.app import declare_tables, make_app
+    from streams.live.topics import ensure_topics
 
-    return await Worker(settings, load_pack(settings.rules)).ensure_topics()
+    app = make_app(settings)
+    declare_tables(app, settings)
+    return await ensure_topics(settings, app)
 
 
 async def delete_topics(bootstrap_servers: str, prefix: str) -> list[str]:

@@ -11,7 +11,7 @@ import faust
 import pytest
 from aiokafka import AIOKafkaProducer
 
-import streams.live.worker  # noqa: F401  (registers the segmenter-utf8 codec the tables use)
+from streams.live.app import register_codecs
 from streams.live.changelog import ChangelogWrites
 from streams.live.views import in_partition
 
@@ -19,6 +19,7 @@ pytestmark = pytest.mark.unit
 
 
 def customers_table(store: str, datadir: Path) -> faust.Table:
+    register_codecs()
     app = faust.App("changelog-writes", datadir=str(datadir), store=store, topic_partitions=4)
     table = app.Table("customers", partitions=4)
     table.key_serializer = "segmenter-utf8"

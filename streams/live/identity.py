@@ -1,0 +1,128 @@
+"""Which partition applies an event: here, or another one through an identity hand-off
+(:mod:`streams.live.handoffs`), and what comes of the hand-offs this partition receives.
+
+A visitor's record may live on another partition than its customer's: the engines apply what
+is theirs, and this sends the rest on, waits for the merges it asked for, and sends the
+unlinks an erasure leaves for visitors held elsewhere.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from streams.engine import Engine
+from streams.live.handoffs import Handoff, Link, Merge, Route, Unlink
+from streams.live.metrics import Metrics
+from streams.live.outbox import Outbox
+from streams.model.changes import SegmentChange
+from streams.model.events import BadEvent, Envelope, decode, type_of
+from streams.model.state import decode as decode_state
+from streams.model.state import encode as encode_state
+
+log = logging.getLogger("segmenter.worker")
+
+Result = list[SegmentChange] | BadEvent
+Position = tuple[str, int]
+
+
+def _position(message: Any) -> Position:
+    return f"{message.topic}#{message.partition}", message.offset
+
+
+class Identity:
+    """One worker's side of the hand-offs: what it sends, what it waits for, what it receives."""
+
+    def __init__(self, partition_of: Callable[[str], int], outbox: Outbox, metrics: Metrics) -> None:
+        self.partition_of = partition_of
+        self.outbox = outbox
+        self.metrics = metrics
+        self.awaiting_merge: set[str] = set()
+        """Customers (and their visitor ids) whose identify went out as a Link and is not back yet."""
+
+    def held(self, item: tuple[Any, Any]) -> bool:
+        """An event of a customer whose identify is still travelling waits for its merge, so the
+        customer's events apply in the order replay applies them."""
+        event = item[1]
+        if not self.awaiting_merge or not isinstance(event, Envelope):
+            return False
+        return (event.customer_id or event.anonymous_id) in self.awaiting_merge
+
+    def apply_message(self, partition: int, engine: Engine, message: Any,
+                      event: Envelope | BadEvent) -> None:
+        """An input message: a dead letter, or an event applied here or handed on; its changes
+        go out."""
+        if isinstance(event, BadEvent):
+            self.outbox.dead_letter(message, event.reason)
+            return
+        duplicates = engine.stats.duplicates
+        result = self.apply(partition, engine, event, message.value, _position(message))
+        if isinstance(result, BadEvent):
+            self.outbox.dead_letter(message, result.reason)
+        else:
+            self._emit(result)
+        if engine.stats.duplicates != duplicates:
+            self.metrics.duplicates.inc()
+
+    def receive_message(self, partition: int, engine: Engine, message: Any,
+                        handoff: Handoff | None) -> None:
+        """A message of the identity topic; its changes go out."""
+        if handoff is None:
+            log.error("partition %d: unreadable identity hand-off skipped", partition)
+            return
+        result = self.receive(engine, handoff, _position(message))
+        if not isinstance(result, BadEvent):
+            self._emit(result)
+
+    def apply(self, partition: int, engine: Engine, event: Envelope, raw: bytes,
+              position: Position) -> Result:
+        """Apply an input event here, or hand it to the partition that must apply it (then no
+        changes here)."""
+        outbox = self.outbox
+        anon = event.anonymous_id
+        if (type_of(event) == "identify" and anon and anon != event.customer_id
+                and self.partition_of(anon) != partition):
+            outbox.handoff(anon, Link(anon, event.customer_id or "", raw, event.instant))
+            self.awaiting_merge.update((event.customer_id or "", anon))
+            return []
+        if event.customer_id is None and anon:
+            customer = engine.customer_of(anon)
+            if customer is not None and self.partition_of(customer) != partition:
+                outbox.handoff(customer, Route(customer, raw, event.instant))
+                return []
+        return self._unlinks(engine, engine.process(event, raw, position=position))
+
+    def receive(self, engine: Engine, handoff: Handoff, position: Position) -> Result:
+        """Apply a hand-off that came to this partition."""
+        match handoff:
+            case Link(anon, customer, event, ts):
+                visitor = engine.hand_over_visitor(anon, customer)
+                self.outbox.handoff(customer, Merge(anon, customer, None if visitor is None else
+                                                    encode_state(visitor), event, ts))
+            case Merge(anon, customer, state, event, _):
+                self.awaiting_merge.difference_update((customer, anon))
+                decoded = decode(event)
+                if isinstance(decoded, Envelope):
+                    visitor = None if state is None else decode_state(state)
+                    return self._unlinks(engine, engine.merge_visitor(anon, visitor, decoded, event,
+                                                                      position=position))
+            case Route(customer, event, _):
+                decoded = decode(event)
+                if isinstance(decoded, Envelope):
+                    return self._unlinks(engine, engine.apply_routed(customer, decoded, event,
+                                                                     position=position))
+            case Unlink(anon):
+                engine.unlink(anon)
+                self._unlinks(engine, [])
+        return []
+
+    def _emit(self, changes: list[SegmentChange]) -> None:
+        for change in changes:
+            self.outbox.change(change)
+
+    def _unlinks(self, engine: Engine, result: Result) -> Result:
+        """Send on the unlinks an erasure left for visitors held on other partitions."""
+        for anon in engine.take_unlinked():
+            self.outbox.handoff(anon, Unlink(anon))
+        return result
