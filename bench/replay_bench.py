@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from ranks import nearest_rank
 
 from streams.engine import Engine
 from streams.model.changes import SegmentChange
@@ -117,9 +118,6 @@ def pin_to_one_core() -> str:
     return f"pinned to cpu {cpu}"
 
 
-def percentile(ordered: list[int], fraction: float) -> int:
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else 0
-
 
 def replay(engine: Engine, path: Path) -> Summary:
     """What ``segmenter replay`` does, with stdout and stderr sent to /dev/null."""
@@ -176,8 +174,8 @@ def measure(args: argparse.Namespace, path: Path, meta: dict[str, Any]) -> None:
           f"before, {rss_after / MIB:,.0f} MiB after, +{(rss_after - rss_before) / MIB:,.0f} MiB "
           f"= {(rss_after - rss_before) / max(len(engine.states), 1):,.0f} B per state")
     if sizes:
-        print(f"state bytes: mean {sum(sizes) / len(sizes):,.1f}, p50 {percentile(sizes, 0.5):,}, "
-              f"p99 {percentile(sizes, 0.99):,}, max {sizes[-1]:,} "
+        print(f"state bytes: mean {sum(sizes) / len(sizes):,.1f}, p50 {nearest_rank(sizes, 0.5, 0):,}, "
+              f"p99 {nearest_rank(sizes, 0.99, 0):,}, max {sizes[-1]:,} "
               f"(total {sum(sizes) / MIB:,.1f} MiB encoded)")
     print(f"changes:     {changes:,}")
     for (segment, kind), count in sorted(engine.stats.changes.items()):

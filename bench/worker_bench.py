@@ -58,6 +58,7 @@ from typing import Any
 
 import msgspec
 import orjson
+from ranks import nearest_rank
 
 from streams.tools import simulate as sim
 
@@ -645,11 +646,8 @@ def latency(bootstrap: str, inputs: tuple[str, str, str], changes: str, rate: fl
     return {"sent": count, "seed": seed, "matched": len(late), "changes": sum(int(seen[k][2]) for k in late),
             "produce_seconds": produce_seconds, "rate": count / produce_seconds,
             "latencies": sorted(late.values()), "inward": inward, "outward": outward, "cpu": cpu, "lag": lag,
-            "quarters": [percentile(q, 0.5) for q in quarters]}
+            "quarters": [nearest_rank(q, 0.5) for q in quarters]}
 
-
-def percentile(ordered: list[float], fraction: float) -> float:
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
 
 
 # --- py-spy -------------------------------------------------------------------------------------
@@ -883,12 +881,12 @@ def measure(args: argparse.Namespace, bootstrap: str) -> None:
                   f"{lat['rate']:,.0f}/s ({'as set' if args.latency_rate else 'half of (a)'}) over "
                   f"{lat['produce_seconds']:.1f} s; "
                   f"{lat['changes']:,} changes caused by them matched ({lat['matched']:,} events with one or more)")
-            print(f"             from send to first change: p50 {1000 * percentile(ms, 0.5):.1f} ms, "
-                  f"p99 {1000 * percentile(ms, 0.99):.1f} ms, max {1000 * (ms[-1] if ms else float('nan')):.1f} ms")
-            print(f"             of which to the worker's send: p50 {1000 * percentile(lat['inward'], 0.5):.1f} ms, "
-                  f"p99 {1000 * percentile(lat['inward'], 0.99):.1f} ms; from there to read: "
-                  f"p50 {1000 * percentile(lat['outward'], 0.5):.1f} ms, "
-                  f"p99 {1000 * percentile(lat['outward'], 0.99):.1f} ms")
+            print(f"             from send to first change: p50 {1000 * nearest_rank(ms, 0.5):.1f} ms, "
+                  f"p99 {1000 * nearest_rank(ms, 0.99):.1f} ms, max {1000 * (ms[-1] if ms else float('nan')):.1f} ms")
+            print(f"             of which to the worker's send: p50 {1000 * nearest_rank(lat['inward'], 0.5):.1f} ms, "
+                  f"p99 {1000 * nearest_rank(lat['inward'], 0.99):.1f} ms; from there to read: "
+                  f"p50 {1000 * nearest_rank(lat['outward'], 0.5):.1f} ms, "
+                  f"p99 {1000 * nearest_rank(lat['outward'], 0.99):.1f} ms")
             lag = "?" if lat["lag"] is None else f"{lat['lag']:,.0f}"
             print(f"             worker CPU {100 * lat['cpu']:.0f} % while they were sent; its consumer lag "
                   f"{lag} when the last was sent (the gauge is updated every 0.25 s)")

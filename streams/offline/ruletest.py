@@ -52,6 +52,7 @@ from streams.model.clock import (
     parse_instant,
 )
 from streams.model.events import EVENT_TYPES, BadEvent
+from streams.rules.load import StrictFile
 from streams.rules.pack import RulePack
 from streams.rules.problems import did_you_mean
 
@@ -62,11 +63,7 @@ _OFFSET_PART = re.compile(r"(\d+)\s*([smhdw])")
 _GENERATED_ID = "ruletest-{case}-{event}"
 
 
-class _Strict(msgspec.Struct, forbid_unknown_fields=True):
-    pass
-
-
-class EventSpec(_Strict):
+class EventSpec(StrictFile):
     """One input event. ``at`` becomes the event's ``ts``; the rest is the envelope of SPEC §1."""
 
     at: str
@@ -81,17 +78,17 @@ class EventSpec(_Strict):
     properties: dict[str, Any] | None = None
 
 
-class Expectation(_Strict):
+class Expectation(StrictFile):
     at: str
     customer_id: str
     segment: str
     change: Literal["entered", "exited"]
 
 
-class Case(_Strict):
+class Case(StrictFile):
     name: str
-    events: list[EventSpec] = []
-    expect: list[Expectation] = []
+    events: list[EventSpec] = msgspec.field(default_factory=list)
+    expect: list[Expectation] = msgspec.field(default_factory=list)
     start: str | None = None
     until: str | None = None
     only: list[str] | None = None
@@ -99,8 +96,8 @@ class Case(_Strict):
     description: str = ""
 
 
-class _FileSpec(_Strict):
-    case: list[dict[str, Any]] = []
+class _FileSpec(StrictFile):
+    case: list[dict[str, Any]] = msgspec.field(default_factory=list)
 
 
 _STRUCT_AT = {"$.events": EventSpec, "$.expect": Expectation}

@@ -45,15 +45,15 @@ PACK_FILE = "pack.toml"
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
-class _Strict(msgspec.Struct, forbid_unknown_fields=True):
-    pass
+class StrictFile(msgspec.Struct, forbid_unknown_fields=True):
+    """A table of a rule or test file: an unknown key is a mistake to report, never to skip."""
 
 
-class Settings(_Strict):
+class Settings(StrictFile):
     allowed_lateness: str = "7d"
 
 
-class WindowSpec(_Strict):
+class WindowSpec(StrictFile):
     events: list[str]
     over: str
     aggregate: Literal["count", "sum", "max"] = "count"
@@ -62,13 +62,13 @@ class WindowSpec(_Strict):
     description: str = ""
 
 
-class PackSpec(_Strict):
+class PackSpec(StrictFile):
     settings: Settings = msgspec.field(default_factory=Settings)
     traits: dict[str, str] = msgspec.field(default_factory=dict)
     windows: dict[str, WindowSpec] = msgspec.field(default_factory=dict)
 
 
-class SegmentSpec(_Strict):
+class SegmentSpec(StrictFile):
     name: str
     version: int
     when: str

@@ -62,7 +62,7 @@ class SegmentCounts:
 
 
 @dataclass(frozen=True)
-class Summary:
+class ViewSummary:
     changes: int
     """Changes counted (well-formed ones)."""
     skipped: int
@@ -122,7 +122,7 @@ class Tally:
             self._recent.append((stamp / 1000.0, segment, kind))
         return True
 
-    def summary(self, now: float) -> Summary:
+    def summary(self, now: float) -> ViewSummary:
         """The state as of ``now`` (epoch seconds, for the per-minute counts)."""
         since = now - self.window_s
         recent = self._recent
@@ -140,12 +140,12 @@ class Tally:
                     counts.entered_last_minute += 1
                 else:
                     counts.exited_last_minute += 1
-        return Summary(changes=self.changes, skipped=self.skipped, segments=segments,
+        return ViewSummary(changes=self.changes, skipped=self.skipped, segments=segments,
                        latest=list(reversed(self._latest)), last_at=self.last_at)
 
 
 def summarize(changes: Iterable[Mapping[str, Any]], now: float, *, window_s: float = WINDOW_S,
-              latest: int = LATEST) -> Summary:
+              latest: int = LATEST) -> ViewSummary:
     """The summary of a list of change dicts, in the order they arrived, as of ``now``."""
     tally = Tally(window_s=window_s, latest_n=latest)
     for change in changes:
@@ -171,7 +171,7 @@ def format_reason(reason: Any) -> str:
     return " ".join(parts)
 
 
-def render(summary: Summary, *, width: int = 100, title: str = "", notes: Sequence[str] = ()) -> str:
+def render(summary: ViewSummary, *, width: int = 100, title: str = "", notes: Sequence[str] = ()) -> str:
     """The view as plain text, every line at most ``width`` characters."""
     width = max(width, 40)
     total = summary.total
@@ -270,7 +270,7 @@ def _status_line(path: str | None) -> list[str]:
 
 async def watch(bootstrap_servers: str, topic: str, *, seconds: float | None, interval: float = 1.0,
                 screen: Screen, title: str = "", notes: Sequence[str] = (),
-                status_file: str | None = None) -> Summary:
+                status_file: str | None = None) -> ViewSummary:
     """Consume ``topic`` from its beginning and show the view until ``seconds`` pass or a
     SIGINT/SIGTERM arrives; returns the last summary."""
     from aiokafka import AIOKafkaConsumer
