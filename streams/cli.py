@@ -54,9 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  description="The streaming worker: consumes the input topics, keeps "
                                  "customer state in faust tables, produces segment changes. Every flag "
                                  "has a SEGMENTER_* environment variable.")
-    from streams.live import settings
-
-    settings.add_arguments(worker)
+    _worker_flags(worker)
     worker.add_argument("--loglevel", default="info", choices=["crit", "error", "warn", "info", "debug"])
     worker.set_defaults(run=_worker)
 
@@ -91,6 +89,19 @@ def build_parser() -> argparse.ArgumentParser:
     rule_tests.add_argument("dir", nargs="?", default=DEFAULT_RULES, help="rules folder (default: rules)")
     rule_tests.set_defaults(run=_rules_test)
     return parser
+
+
+def _worker_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per worker setting, saying what it does; defaults stay None so that the
+    environment can fill them."""
+    from streams.live import settings
+
+    for s in settings.describe():
+        text = f"{s.help} (env {s.env}, default {s.default})"
+        if s.type is bool:
+            parser.add_argument(s.flag, action=argparse.BooleanOptionalAction, default=None, help=text)
+        else:
+            parser.add_argument(s.flag, default=None, metavar=s.name.split("_")[-1].upper(), help=text)
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -138,7 +149,7 @@ def _worker(args: argparse.Namespace) -> int:
     from streams.live.worker import Worker
     from streams.rules.load import load_pack
 
-    config = settings.load(args)
+    config = settings.load(vars(args))
     try:
         pack = load_pack(config.rules)
     except RuleError as error:

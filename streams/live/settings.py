@@ -7,10 +7,10 @@ docker-compose and Kubernetes pass them, and a flag (``--bootstrap-servers``), w
 
 from __future__ import annotations
 
-import argparse
 import os
+import sys
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import msgspec
 
@@ -22,12 +22,10 @@ ENV_PREFIX = "SEGMENTER_"
 class WorkerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     bootstrap_servers: str = "127.0.0.1:9092"
     app_id: str = "segmenter"
-    """Consumer group and prefix of internal topics; workers with the same id share the work."""
     rules: str = "rules"
     store: Literal["rocksdb", "memory"] = "rocksdb"
     data_dir: str = "var/worker"
     partitions: int = 8
-    """Partitions of the input, output and internal topics (they must all agree)."""
     standby_replicas: int = 1
     clickstream_topic: str = "clickstream"
     transactions_topic: str = "transactions"
@@ -35,26 +33,20 @@ class WorkerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     changes_topic: str = "segment-changes"
     dead_letter_topic: str = "segmenter-dead-letter"
     segment_topics: bool = False
-    """Also write each change to ``<changes_topic>.<segment>``."""
     channel_topics: bool = False
-    """Also write each change to ``<changes_topic>.<channel>`` for every channel it has consent on."""
     max_event_bytes: int = 64 * 1024
     idle_after: float = 1.0
-    """Seconds without input after which a partition's clock follows the wall clock."""
     tick_interval: float = 0.25
+    # Live events wait at most align_wait for a topic whose end is not known yet; older ones as
+    # long as for a topic known to be behind (30 s): see docs/worker.md.
     align_wait: float = 0.5
-    """Live events (within seconds of now): how long a partition's other topics wait for one whose
-    end is not known yet (event-time alignment). Older events wait as long as for a topic known
-    to be behind: 30 s."""
     batch_max: int = 2000
-    """Most records one fetch hands to the pipeline."""
+    # Keep fetch_wait short: while one fetch is out no other goes to that broker, so a fetch of
+    # quiet partitions that waits delays the busy ones by as much.
     fetch_wait: float = 0.02
-    """Seconds the broker may hold a fetch of the source topics while they have nothing new. Keep
-    it short: while one fetch is out, no other goes to that broker, so a fetch of the quiet
-    partitions that waits delays the busy ones by as much."""
+    # Changes are sent as soon as their batch is applied; a commit makes state and offsets
+    # durable, so commit_interval bounds what a crash re-reads, not when changes go out.
     commit_interval: float = 0.5
-    """Seconds between commits. Changes are sent as soon as their batch is applied; a commit makes
-    state and offsets durable, so this bounds what a crash re-reads, not when changes go out."""
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
@@ -89,30 +81,88 @@ class WorkerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         return options
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per setting; defaults stay None so the environment can fill them."""
-    for name, field in zip(WorkerSettings.__struct_fields__, msgspec.structs.fields(WorkerSettings),
-                           strict=True):
-        flag = "--" + name.replace("_", "-")
-        env = ENV_PREFIX + name.upper()
-        if field.type is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
-                                help=f"(env {env}; default {field.default})")
-        else:
-            parser.add_argument(flag, default=None, metavar=name.split("_")[-1].upper(),
-                                help=f"(env {env}; default {field.default})")
+HELP: dict[str, str] = {
+    "bootstrap_servers": "Kafka brokers to connect to, host:port, comma-separated",
+    "app_id": "consumer group and prefix of internal topics; workers with the same id share the work",
+    "rules": "folder of the rule pack (pack.toml and segment files)",
+    "store": "where tables live on the worker: rocksdb (on disk) or memory (restored from the "
+             "changelogs at every start)",
+    "data_dir": "folder for the RocksDB tables",
+    "partitions": "partitions of the input, output and internal topics (they must all agree)",
+    "standby_replicas": "warm copies of each table partition kept on other workers, for fast takeover",
+    "clickstream_topic": "input topic of clickstream events",
+    "transactions_topic": "input topic of orders and refunds",
+    "profiles_topic": "input topic of profile, consent and erasure events",
+    "changes_topic": "output topic of segment changes",
+    "dead_letter_topic": "topic of bad events, with the reason in headers",
+    "segment_topics": "also write each change to <changes_topic>.<segment>",
+    "channel_topics": "also write each change to <changes_topic>.<channel> for every channel it "
+                      "has consent on",
+    "max_event_bytes": "largest input message accepted; larger ones are bad events",
+    "idle_after": "seconds without input after which a partition's clock follows the wall clock",
+    "tick_interval": "seconds between checks of idle partitions' deadlines",
+    "align_wait": "seconds a live event waits for another topic of its partition whose end is not "
+                  "known yet (event-time alignment)",
+    "batch_max": "most records one fetch hands to the pipeline",
+    "fetch_wait": "seconds the broker may hold a fetch of the input topics while they have nothing new",
+    "commit_interval": "seconds between commits of state and offsets (bounds what a crash re-reads)",
+    "web_host": "address the HTTP endpoints bind to (loopback unless told otherwise)",
+    "web_port": "port of the HTTP endpoints (health, metrics, segments, customers)",
+    "security_protocol": "Kafka security protocol: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL",
+    "sasl_mechanism": "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
+    "sasl_username": "SASL user name",
+    "sasl_password": "SASL password (prefer the environment variable to the flag)",
+    "ssl_cafile": "CA certificate file to verify the brokers with",
+    "ssl_certfile": "client certificate file, for mutual TLS",
+    "ssl_keyfile": "client key file, for mutual TLS",
+}
+"""What each setting does, in one line: the worker's --help and docs/settings.md come from here."""
 
 
-def load(args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None) -> WorkerSettings:
+class Setting(NamedTuple):
+    name: str
+    flag: str
+    env: str
+    type: Any
+    default: Any
+    help: str
+
+
+def describe() -> list[Setting]:
+    """Every setting, in declaration order, with its flag, variable, default and help."""
+    return [Setting(field.name, "--" + field.name.replace("_", "-"), ENV_PREFIX + field.name.upper(),
+                    field.type, field.default, HELP[field.name])
+            for field in msgspec.structs.fields(WorkerSettings)]
+
+
+def markdown_table() -> str:
+    """docs/settings.md: every setting as a table row."""
+    lines = ["# Worker settings", "",
+             "Each setting of `segmenter worker` is a flag and an environment variable; the flag wins.",
+             "This page is generated: `python -m streams.live.settings > docs/settings.md`.", "",
+             "| flag | environment variable | default | what it does |", "|---|---|---|---|"]
+    for s in describe():
+        default = "" if s.default is None else f"`{s.default}`"
+        lines.append(f"| `{s.flag}` | `{s.env}` | {default} | {s.help} |")
+    return "\n".join(lines) + "\n"
+
+
+def load(flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> WorkerSettings:
+    """Defaults, then ``SEGMENTER_*`` variables, then ``flags`` (name -> value; None: not given)."""
     environ = os.environ if environ is None else environ
+    flags = {} if flags is None else flags
     values: dict[str, Any] = {}
     for name in WorkerSettings.__struct_fields__:
         value = environ.get(ENV_PREFIX + name.upper())
-        if args is not None and getattr(args, name, None) is not None:
-            value = getattr(args, name)
+        if flags.get(name) is not None:
+            value = flags[name]
         if value is not None:
             values[name] = value
     try:
         return msgspec.convert(values, WorkerSettings, strict=False)
     except msgspec.ValidationError as exc:
         raise SegmenterError(f"invalid worker setting: {exc} (flags or {ENV_PREFIX}* variables)") from None
+
+
+if __name__ == "__main__":
+    sys.stdout.write(markdown_table())
