@@ -77,6 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_arguments(demo_view)
     demo_view.set_defaults(run=demo.run)
 
+    schemas = commands.add_parser("schemas", help="write the JSON Schemas of input events and segment changes",
+                                  description="Write docs/schemas/input-event.json and segment-change.json "
+                                  "(or into --out), generated from the types the engine decodes and "
+                                  "encodes with.")
+    schemas.add_argument("--out", default="docs/schemas", metavar="DIR",
+                         help="folder to write them to (default: docs/schemas)")
+    schemas.set_defaults(run=_schemas)
+
     rules = commands.add_parser("rules", help="work with rule files")
     rules_commands = rules.add_subparsers(dest="rules_command", metavar="SUBCOMMAND", required=True)
     validate = rules_commands.add_parser("validate", help="check rule files; list every problem")
@@ -159,6 +167,14 @@ def _worker(args: argparse.Namespace) -> int:
     worker = Worker(config, pack)
     asyncio.run(worker.ensure_topics())
     faust.Worker(worker.app, loglevel=args.loglevel, quiet=True).execute_from_commandline()
+    return 0
+
+
+def _schemas(args: argparse.Namespace) -> int:
+    from streams.model.schemas import write
+
+    for path in write(args.out):
+        print(path)
     return 0
 
 

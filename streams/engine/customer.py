@@ -8,7 +8,7 @@ State is mutated in place (it is the hot path); each function returns the segmen
 the step caused, in rule-pack order, and leaves ``state.deadline`` at the next instant at
 which time alone could change a membership.
 
-Time (SPEC §3): the customer's ``now`` is the latest of its applied event times and fired
+Time (docs/contract.md, Time): the customer's ``now`` is the latest of its applied event times and fired
 deadlines. A late event still counts at its own time, but a change it causes is stamped with
 ``now``, never earlier; ``last_*`` times keep their latest value.
 """

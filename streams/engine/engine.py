@@ -3,7 +3,7 @@
 Both drivers own one Engine (the worker one per partition): ``segmenter replay`` feeds it a
 file, the faust worker feeds it Kafka messages and hands it a faust table as its store. The
 Engine decides which customer an event belongs to, fires due deadlines before applying an
-event (SPEC §3: "a customer's deadlines earlier than ts fire first"), drops duplicates and
+event (docs/contract.md, Time: "a customer's deadlines earlier than ts fire first"), drops duplicates and
 events beyond the allowed lateness, and counts what it did.
 """
 

@@ -15,7 +15,7 @@ commit got to it is encoded first: the snapshot holds each value as it was when 
 with the changes sent by then.
 
 Keys are placed on partitions the way Kafka's default partitioner places message keys
-(murmur2), which is how the input topics must be keyed (SPEC §1: by customer or visitor id).
+(murmur2), which is how the input topics must be keyed (docs/contract.md, Input events: by customer or visitor id).
 """
 
 from __future__ import annotations

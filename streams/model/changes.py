@@ -1,4 +1,4 @@
-"""Segment changes (SPEC §2): what automation platforms consume.
+"""Segment changes (docs/contract.md, Output): what automation platforms consume.
 
 ``change_id`` is a hash of who, which segment, which transition (its ordinal for this customer
 and segment) and when: the same input gives the same id on every run and every worker, so a

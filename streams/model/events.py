@@ -1,4 +1,4 @@
-"""Input events of SPEC §1 as msgspec Structs, decoded straight from bytes.
+"""Input events (docs/contract.md) as msgspec Structs, decoded straight from bytes.
 
 One tagged union over ``type`` and one Decoder built once: decoding, type checks and the
 dispatch on the event's kind are a single C call per message. Unknown fields are skipped

@@ -1,6 +1,6 @@
 """Rolling windows kept as a short list of (time, value) entries per customer and window.
 
-A window of length W at time t holds the events with ``t - W < ts <= t`` (SPEC §3), so an
+A window of length W at time t holds the events with ``t - W < ts <= t`` (docs/contract.md, Time), so an
 entry stops counting at exactly ``ts + W``. Entries are kept at their exact instant, which
 makes every expiry exact to the microsecond; events at the same instant share one entry, and
 entries that have expired are dropped whenever the window is written. Memory is therefore

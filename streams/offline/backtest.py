@@ -81,7 +81,7 @@ class Report:
     sizes: dict[str, list[tuple[Instant, int]]]
     """Per segment, its size after each instant at which it changed, in time order."""
     anomalies: int = 0
-    """Changes that broke the entered/exited alternation (SPEC §2) and were ignored."""
+    """Changes that broke the entered/exited alternation (docs/contract.md, Output) and were ignored."""
 
     def segment(self, name: str) -> SegmentReport:
         for report in self.segments:
@@ -135,7 +135,7 @@ class Backtest:
         members = self._members.setdefault(customer, {})
         last = self._last.get(customer)
         if last is not None:
-            # A customer's changes never go back in time (SPEC §3); hold to that if a stream does.
+            # A customer's changes never go back in time (docs/contract.md, Time); hold to that if a stream does.
             at = max(at, last)
             self._accrue(customer, members, at - last, self._time, self._together)
         self._last[customer] = at

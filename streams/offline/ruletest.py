@@ -64,7 +64,7 @@ _GENERATED_ID = "ruletest-{case}-{event}"
 
 
 class EventSpec(StrictFile):
-    """One input event. ``at`` becomes the event's ``ts``; the rest is the envelope of SPEC §1."""
+    """One input event. ``at`` becomes the event's ``ts``; the rest is the envelope of an input event (docs/contract.md)."""
 
     at: str
     type: str

@@ -104,7 +104,7 @@ class Tally:
     _recent: deque[tuple[float, str, str]] = field(default_factory=deque)
 
     def add(self, change: Mapping[str, Any]) -> bool:
-        """Count one change dict (SPEC §2, plus :data:`KAFKA_TS` when known); False if it is not one."""
+        """Count one change dict (docs/contract.md, Output, plus :data:`KAFKA_TS` when known); False if it is not one."""
         segment, kind, at = change.get("segment"), change.get("change"), change.get("at")
         if not isinstance(segment, str) or kind not in (ENTERED, EXITED) or not isinstance(at, str):
             self.skipped += 1

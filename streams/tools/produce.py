@@ -1,4 +1,4 @@
-"""Putting events on Kafka the way SPEC §1 says producers do: by type to the clickstream,
+"""Putting events on Kafka the way docs/contract.md, Input events says producers do: by type to the clickstream,
 transactions or profiles topic, keyed by customer id (or visitor id before login).
 
 Used by ``segmenter simulate --kafka``, the demo, the tests and the benchmarks. Lines that are

@@ -1,4 +1,4 @@
-"""A realistic, deterministic event simulator: a population of shoppers as JSON lines (SPEC §1).
+"""A realistic, deterministic event simulator: a population of shoppers as JSON lines (docs/contract.md).
 
 Why it exists: the rules are only as good as the traffic they are tried on. Hand-written
 scenarios test one rule at a time; a simulated population exercises every segment at once,

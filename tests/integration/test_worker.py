@@ -332,7 +332,7 @@ def test_a_visitor_on_another_partition_is_merged_at_identify(kafka_bootstrap: s
 
 def test_an_erased_customer_stays_erased_on_a_worker_that_restores_from_the_changelogs(
         kafka_bootstrap: str, tmp_path: Path) -> None:
-    """SPEC §5: erasure forgets the customer everywhere. An event from before the erasure that
+    """docs/contract.md, Identity, consent, erasure: erasure forgets the customer everywhere. An event from before the erasure that
     arrives after it (a late one, within the allowed lateness) must not bring them back, also on
     a worker that did not see the erasure and has only the changelogs."""
     deployment = Deployment(kafka_bootstrap, tmp_path)

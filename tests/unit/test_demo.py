@@ -26,7 +26,7 @@ NOW = 1_800_000_000.0
 
 def change(customer: str, segment: str, kind: str, at: str, *, produced: float | None = None,
            **reason: Any) -> dict[str, Any]:
-    """A change dict as on the topic (SPEC §2); ``produced``: seconds before NOW it was produced."""
+    """A change dict as on the topic (docs/contract.md, Output); ``produced``: seconds before NOW it was produced."""
     value: dict[str, Any] = {"change_id": f"{customer}-{segment}-{at}-{kind}", "customer_id": customer,
                              "segment": segment, "change": kind, "at": at, "reason": reason,
                              "consent": {"email": True, "sms": None, "push": False}, "rule_version": 1}

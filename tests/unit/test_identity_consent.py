@@ -1,4 +1,4 @@
-"""SPEC §5: identity merges, consent carried on changes and required by a rule, erasure of aliases."""
+"""docs/contract.md, Identity, consent, erasure: identity merges, consent carried on changes and required by a rule, erasure of aliases."""
 
 from __future__ import annotations
 

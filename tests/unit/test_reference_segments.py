@@ -1,4 +1,4 @@
-"""Every boundary of the three reference segments of SPEC §4, to the microsecond."""
+"""Every boundary of the three reference segments of the reference segments in rules/, to the microsecond."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def test_new_cart_activity_restarts_the_30_minutes_and_exits() -> None:
 
 
 def test_cart_activity_exactly_at_the_deadline_applies_before_the_deadline_fires() -> None:
-    # SPEC §3: deadlines *earlier* than the event fire first; one at the same instant does not.
+    # docs/contract.md, Time: deadlines *earlier* than the event fire first; one at the same instant does not.
     s = Scenario()
     s.add_to_cart("c1", 0, sku="A")
     s.add_to_cart("c1", minutes(30), sku="B")
