@@ -4,9 +4,8 @@ faust's consumer stays the group member: it joins, gets the assignment, recovers
 from their changelogs, keeps standbys up to date and commits the offsets the worker gives it.
 It does not fetch the source topics: their partitions are paused in its aiokafka consumer as
 soon as they are assigned, and the worker reads them with its own consumer
-(:mod:`streams.live.source`) once their tables are recovered. faust hands every message to its
-streams one at a time, at some 100 µs of CPU each, twenty times the segmentation work itself;
-and it lets the broker hold a fetch for 1.5 s, which would be the latency of a live event.
+(:mod:`streams.live.source`) once their tables are recovered, a batch at a time rather than
+through faust's per-message streams (docs/worker.md, How it works).
 
 faust asks the worker to settle (make everything applied durable, commit its offsets) before
 it waits for its own streams to finish, on rebalance and on shutdown.

@@ -1,28 +1,18 @@
 """The worker's own reader of its source topics, on the worker's event loop.
 
-faust reads every topic through one aiokafka consumer that runs in a thread of its own, and
-lets the broker hold each fetch for up to 1.5 s when a partition has nothing new. aiokafka
-keeps one fetch in flight per broker, and leaves out of it the partitions whose records are
-not used up yet. So while the busy ``clickstream`` partitions were being applied, a fetch of
-only the quiet ``profiles`` partitions could sit on the broker for the full wait, and nothing
-newer reached the worker meanwhile: events were already hundreds of milliseconds old when they
-arrived. The records then crossed from faust's thread to the worker's loop, one more wait.
-
-So the faust consumer keeps the group (membership, assignment, the tables' changelogs and
-standbys, offset commits) and stops fetching the source topics: :mod:`streams.live.group` pauses
-them there as soon as they are assigned. This reader, a consumer with no group, is assigned
-the same partitions once their tables are recovered, starts each where the worker's
-``progress`` table says it stopped, and lets the broker hold a fetch only ``fetch_wait``.
+faust's consumer keeps the group (membership, assignment, the tables' changelogs and
+standbys, offset commits) but does not fetch the source topics (:mod:`streams.live.group`
+pauses them). This reader, a consumer with no group, is assigned the same partitions once
+their tables are recovered, starts each where the ``progress`` table says it stopped, and lets
+the broker hold a fetch only ``fetch_wait``: a fetch of quiet partitions held long would delay
+the busy ones behind it (docs/worker.md, How it works).
 
 Every (re)assignment starts a new *epoch*: a fetch that was out while the partitions moved
 carries the old one, and the pipeline drops it unapplied.
 
-Each fetch also says when the response its records came in arrived, for event-time alignment
-(:mod:`streams.live.alignment`): a topic partition with nothing new is known to be read to its end
-only by a response that came after the records it would let pass. aiokafka leaves a partition
-out of the fetch that is sent while its last records are still being used, so the response
-that brings ``clickstream`` records may know nothing of ``profiles`` records the broker
-already had before them.
+Each fetch also says when its response arrived, for event-time alignment
+(:mod:`streams.live.alignment`): a topic partition with nothing new is known to be read to its
+end only by a response that came after the records it would let pass.
 """
 
 from __future__ import annotations
