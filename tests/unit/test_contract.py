@@ -59,6 +59,8 @@ def test_nothing_in_the_repository_points_outside_it() -> None:
     outside = []
     for name in files:
         path = ROOT / name
+        if path == Path(__file__).resolve():
+            continue  # the words it looks for
         if path.suffix in {".py", ".md", ".toml", ".yml", ".sh", ""} and path.is_file():
             text = path.read_text(errors="replace")
             if "../shared" in text or "SPEC.md" in text or re.search(r"\bSPEC §", text):
