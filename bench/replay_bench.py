@@ -35,6 +35,7 @@ from streams.model.events import BadEvent
 from streams.model.state import encode as encode_state
 from streams.offline.replay import BadEventRecord, Summary, run
 from streams.rules.load import load_pack
+from streams.tools import personas, shopping
 from streams.tools import simulate as sim
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,7 +49,7 @@ MIB = 1024 * 1024
 
 def data_path(args: argparse.Namespace) -> Path:
     """A cache file name that changes whenever the events it holds would."""
-    source = Path(sim.__file__).read_bytes()
+    source = b"".join(Path(module.__file__ or "").read_bytes() for module in (sim, personas, shopping))
     key = hashlib.sha256(source).hexdigest()[:10]
     span = f"d{args.days:g}" if args.days else f"min{args.events_min}"
     folder = Path(os.environ.get("TMPDIR") or tempfile.gettempdir())

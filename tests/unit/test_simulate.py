@@ -13,12 +13,12 @@ from streams.model.changes import encode as encode_change
 from streams.model.events import BadEvent, Envelope, decode, type_of
 from streams.rules.load import load_pack
 from streams.rules.pack import RulePack
-from streams.tools import simulate as simulate_module
+from streams.tools import shopping
+from streams.tools.personas import personas_of
 from streams.tools.simulate import (
     DUPLICATE_DELAY_S,
     PERSONA_NAMES,
     main,
-    personas_of,
     simulate,
     write_jsonl,
 )
@@ -131,7 +131,7 @@ def test_anonymous_visitors_identify_and_b2b_profiles_carry_company_size() -> No
 
 
 def test_erasure_comes_last_in_a_life(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(simulate_module, "ERASURE_RATE", 0.05)  # 0.1% is too rare for 300 customers
+    monkeypatch.setattr(shopping, "ERASURE_RATE", 0.05)  # 0.1% is too rare for 300 customers
     lines = tuple(simulate(300, 30, SEED))
     events = _events(lines)
     erased = {e.customer_id: e.instant for e in events if type_of(e) == "customer_erased"}
