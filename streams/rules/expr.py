@@ -23,58 +23,26 @@ from __future__ import annotations
 import ast
 import operator
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from streams.model.clock import UNITS
-from streams.rules.fields import BOOL, DURATION, NULL, NUMBER, STRING, TIME, Field
+from streams.rules.compiled import (
+    Expr,
+    ExprError,
+    Scope,
+    arith_type,
+    comparison,
+    conjunction,
+    const,
+    disjunction,
+    divide,
+    min_next,
+    modulo,
+    reads_of,
+    rounded,
+)
+from streams.rules.fields import BOOL, DURATION, NULL, NUMBER, STRING, TIME
 from streams.rules.problems import Kind, did_you_mean
-
-Fn = Callable[[Any], Any]
-NextFn = Callable[[Any], int | None]
-
-
-@dataclass(frozen=True)
-class Expr:
-    """A compiled (sub)expression. ``fn(ctx)`` gives its value; ``ctx.clock`` is ``now``."""
-
-    type: str
-    fn: Fn
-    reads: frozenset[str] = frozenset()
-    const: bool = False
-    slope: int = 0
-    """Coefficient of ``now`` in a time or duration value."""
-    base: Fn | None = None
-    """``value - slope * now``, for a node with a slope."""
-    nxt: NextFn | None = None
-    """Next instant after now at which the value may change with no event (windows)."""
-
-    @property
-    def timed(self) -> bool:
-        return self.slope != 0 or self.nxt is not None
-
-
-@dataclass
-class Scope:
-    """The names an expression may use."""
-
-    fields: dict[str, Field]
-    timed: dict[str, NextFn] = field(default_factory=dict)
-    """Names whose value changes with time (windows), with their next-change function."""
-    windows: frozenset[str] = frozenset()
-    traits: frozenset[str] = frozenset()
-    allow_now: bool = True
-    what: str = "field"
-
-
-class ExprError(Exception):
-    def __init__(self, kind: Kind, message: str, node: ast.AST | None = None) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
-        self.line = getattr(node, "lineno", 1)
-        self.col = getattr(node, "col_offset", 0)
-
 
 DURATION_FUNCTIONS = {
     "seconds": UNITS["s"], "minutes": UNITS["m"], "hours": UNITS["h"], "days": UNITS["d"],
@@ -125,10 +93,6 @@ def _shift(error: ExprError) -> ExprError:
     return error
 
 
-def _const(value: Any, typ: str) -> Expr:
-    return Expr(typ, lambda _ctx: value, const=True)
-
-
 def _type_of_literal(value: Any) -> str:
     if value is None:
         return NULL
@@ -139,31 +103,6 @@ def _type_of_literal(value: Any) -> str:
     if isinstance(value, str):
         return STRING
     raise TypeError(value)
-
-
-def _min_next(*fns: NextFn | None) -> NextFn | None:
-    present = [f for f in fns if f is not None]
-    if not present:
-        return None
-    if len(present) == 1:
-        return present[0]
-
-    def nxt(ctx: Any) -> int | None:
-        best = None
-        for f in present:
-            t = f(ctx)
-            if t is not None and (best is None or t < best):
-                best = t
-        return best
-
-    return nxt
-
-
-def _reads(*exprs: Expr) -> frozenset[str]:
-    out: frozenset[str] = frozenset()
-    for e in exprs:
-        out |= e.reads
-    return out
 
 
 class _Compiler:
@@ -183,14 +122,14 @@ class _Compiler:
 
     def visit_Constant(self, node: ast.Constant) -> Expr:
         try:
-            return _const(node.value, _type_of_literal(node.value))
+            return const(node.value, _type_of_literal(node.value))
         except TypeError:
             raise ExprError(Kind.NOT_ALLOWED, f"literal {node.value!r} is not allowed", node) from None
 
     def visit_Name(self, node: ast.Name) -> Expr:
         if node.id in LITERAL_NAMES:
             value = LITERAL_NAMES[node.id]
-            return _const(value, _type_of_literal(value))
+            return const(value, _type_of_literal(value))
         if node.id == "now" and not self.scope.allow_now:
             raise ExprError(Kind.NOT_ALLOWED, "`now` cannot be used here: this expression is about "
                             "one event, not the customer's state over time", node)
@@ -240,7 +179,7 @@ class _Compiler:
             raise ExprError(Kind.TYPE_MISMATCH, f"`{name}()` takes a number, not a {arg.type}", node.args[0])
         unit = DURATION_FUNCTIONS[name]
         if arg.const:
-            return _const(round(arg.fn(None) * unit), DURATION)
+            return const(round(arg.fn(None) * unit), DURATION)
         inner = arg.fn
 
         def duration(ctx: Any) -> int | None:
@@ -257,14 +196,14 @@ class _Compiler:
             self._need(operand, BOOL, node.operand, "`not`")
             inner = operand.fn
             if operand.const:
-                return _const(not inner(None), BOOL)
+                return const(not inner(None), BOOL)
             return Expr(BOOL, lambda ctx: not inner(ctx), reads=operand.reads, nxt=operand.nxt)
         if isinstance(node.op, ast.USub):
             if operand.type not in (NUMBER, DURATION) or operand.slope:
                 raise ExprError(Kind.TYPE_MISMATCH, f"cannot negate a {operand.type}", node)
             inner = operand.fn
             if operand.const:
-                return _const(-inner(None), operand.type)
+                return const(-inner(None), operand.type)
             return Expr(operand.type, lambda ctx: None if (v := inner(ctx)) is None else -v,
                         reads=operand.reads, nxt=operand.nxt)
         raise ExprError(Kind.NOT_ALLOWED, f"unary {_describe(node.op)} is not allowed", node)
@@ -274,7 +213,7 @@ class _Compiler:
         if not isinstance(op, ast.Add | ast.Sub | ast.Mult | ast.Div | ast.Mod):
             raise ExprError(Kind.NOT_ALLOWED, f"{_describe(op)} is not part of the rule language", node)
         left, right = self.visit(node.left), self.visit(node.right)
-        typ = _arith_type(op, left.type, right.type)
+        typ = arith_type(op, left.type, right.type)
         if typ is None:
             raise ExprError(Kind.TYPE_MISMATCH, f"cannot {_verb(op)} a {left.type} and a {right.type}"
                             + _hint(left.type, right.type), node)
@@ -288,12 +227,12 @@ class _Compiler:
             if left.slope or right.slope:
                 raise ExprError(Kind.NOT_ALLOWED, "`now` can only be added to or subtracted from", node)
             slope = 0
-            pyop = {ast.Mult: operator.mul, ast.Div: _divide, ast.Mod: _modulo}[type(op)]
+            pyop = {ast.Mult: operator.mul, ast.Div: divide, ast.Mod: modulo}[type(op)]
             if isinstance(op, ast.Mult | ast.Div) and DURATION in (left.type, right.type) and typ == DURATION:
-                pyop = _round(pyop)
+                pyop = rounded(pyop)
         lf, rf = left.fn, right.fn
         if left.const and right.const:
-            return _const(pyop(lf(None), rf(None)), typ)
+            return const(pyop(lf(None), rf(None)), typ)
 
         def value(ctx: Any) -> Any:
             a = lf(ctx)
@@ -315,8 +254,8 @@ class _Compiler:
                 b = rb(ctx)
                 return None if b is None else pyop(a, b)
 
-        return Expr(typ, value, reads=_reads(left, right), slope=slope, base=base,
-                    nxt=_min_next(left.nxt, right.nxt))
+        return Expr(typ, value, reads=reads_of(left, right), slope=slope, base=base,
+                    nxt=min_next(left.nxt, right.nxt))
 
     # --- comparisons -------------------------------------------------------------------
 
@@ -346,13 +285,13 @@ class _Compiler:
                             f"not a {left.type}", node)
         lf, rf = left.fn, right.fn
         if left.const and right.const:
-            return _const(pyop(lf(None), rf(None)), BOOL)
+            return const(pyop(lf(None), rf(None)), BOOL)
 
-        value = _comparison(pyop, left, right)
-        piece = _min_next(left.nxt, right.nxt)
+        value = comparison(pyop, left, right)
+        piece = min_next(left.nxt, right.nxt)
         slope = left.slope - right.slope
         if not slope:
-            return Expr(BOOL, value, reads=_reads(left, right), nxt=piece)
+            return Expr(BOOL, value, reads=reads_of(left, right), nxt=piece)
         lb = left.base if left.slope else lf
         rb = right.base if right.slope else rf
         assert lb is not None and rb is not None
@@ -372,7 +311,7 @@ class _Compiler:
                     return int(t)
             return None
 
-        return Expr(BOOL, value, reads=_reads(left, right), nxt=_min_next(flip, piece))
+        return Expr(BOOL, value, reads=reads_of(left, right), nxt=min_next(flip, piece))
 
     def _null_test(self, op: ast.cmpop, left: Expr, right: Expr, node: ast.AST) -> Expr:
         if isinstance(op, ast.Eq | ast.Is):
@@ -388,7 +327,7 @@ class _Compiler:
             raise ExprError(Kind.NOT_ALLOWED, "`now` is never null", node)
         inner = other.fn
         if other.const:
-            return _const((inner(None) is None) != negate, BOOL)
+            return const((inner(None) is None) != negate, BOOL)
         return Expr(BOOL, lambda ctx: (inner(ctx) is None) != negate, reads=other.reads, nxt=other.nxt)
 
     def _membership(self, op: ast.cmpop, left: Expr, right: Expr, node: ast.AST) -> Expr:
@@ -420,7 +359,7 @@ class _Compiler:
             types.add(item.type)
         if len(types) > 1:
             raise ExprError(Kind.TYPE_MISMATCH, f"a list mixes {' and '.join(sorted(types))}s", node)
-        return _const(frozenset(values), types.pop() if types else NULL)
+        return const(frozenset(values), types.pop() if types else NULL)
 
     visit_Tuple = visit_List
     visit_Set = visit_List
@@ -443,18 +382,18 @@ class _Compiler:
         # A constant that decides the result folds the whole expression away.
         decisive = not is_and  # `or` is decided by a True, `and` by a False
         if any(p.const and bool(p.fn(None)) == decisive for p in parts):
-            return _const(decisive, BOOL)
+            return const(decisive, BOOL)
         parts = [p for p in parts if not p.const]
         if not parts:
-            return _const(is_and, BOOL)
+            return const(is_and, BOOL)
         if len(parts) == 1:
             return parts[0]
-        value = _conjunction(tuple(p.fn for p in parts)) if is_and else _disjunction(tuple(p.fn for p in parts))
+        value = conjunction(tuple(p.fn for p in parts)) if is_and else disjunction(tuple(p.fn for p in parts))
         timed = [p for p in parts if p.timed]
         if not timed:
-            return Expr(BOOL, value, reads=_reads(*parts))
+            return Expr(BOOL, value, reads=reads_of(*parts))
         steady = tuple(p.fn for p in parts if not p.timed)
-        next_all = _min_next(*(p.nxt for p in timed))
+        next_all = min_next(*(p.nxt for p in timed))
         assert next_all is not None
 
         def nxt(ctx: Any) -> int | None:
@@ -464,7 +403,7 @@ class _Compiler:
                     return None
             return next_all(ctx)
 
-        return Expr(BOOL, value, reads=_reads(*parts), nxt=nxt)
+        return Expr(BOOL, value, reads=reads_of(*parts), nxt=nxt)
 
     @staticmethod
     def _need(expr: Expr, typ: str, node: ast.AST, where: str) -> None:
@@ -474,83 +413,6 @@ class _Compiler:
 
 # Specialised closures: these run for every rule on every event, so the common shapes (a field
 # against a literal, two or three parts to and/or) get a function of their own.
-
-
-def _comparison(pyop: Callable[[Any, Any], bool], left: Expr, right: Expr) -> Fn:
-    lf, rf = left.fn, right.fn
-    if right.const:
-        c = rf(None)
-        if c is None:
-            return lambda _ctx: False
-
-        def against_constant(ctx: Any) -> bool:
-            a = lf(ctx)
-            return a is not None and pyop(a, c)
-
-        return against_constant
-
-    def value(ctx: Any) -> bool:
-        a = lf(ctx)
-        if a is None:
-            return False
-        b = rf(ctx)
-        return b is not None and pyop(a, b)
-
-    return value
-
-
-def _conjunction(fns: tuple[Fn, ...]) -> Fn:
-    if len(fns) == 2:
-        f1, f2 = fns
-        return lambda ctx: bool(f1(ctx) and f2(ctx))
-    if len(fns) == 3:
-        f1, f2, f3 = fns
-        return lambda ctx: bool(f1(ctx) and f2(ctx) and f3(ctx))
-    return lambda ctx: all(f(ctx) for f in fns)
-
-
-def _disjunction(fns: tuple[Fn, ...]) -> Fn:
-    if len(fns) == 2:
-        f1, f2 = fns
-        return lambda ctx: bool(f1(ctx) or f2(ctx))
-    if len(fns) == 3:
-        f1, f2, f3 = fns
-        return lambda ctx: bool(f1(ctx) or f2(ctx) or f3(ctx))
-    return lambda ctx: any(f(ctx) for f in fns)
-
-
-def _arith_type(op: ast.operator, a: str, b: str) -> str | None:
-    if isinstance(op, ast.Add):
-        table = {(NUMBER, NUMBER): NUMBER, (TIME, DURATION): TIME, (DURATION, TIME): TIME,
-                 (DURATION, DURATION): DURATION, (STRING, STRING): STRING}
-    elif isinstance(op, ast.Sub):
-        table = {(NUMBER, NUMBER): NUMBER, (TIME, TIME): DURATION, (TIME, DURATION): TIME,
-                 (DURATION, DURATION): DURATION}
-    elif isinstance(op, ast.Mult):
-        table = {(NUMBER, NUMBER): NUMBER, (DURATION, NUMBER): DURATION, (NUMBER, DURATION): DURATION}
-    elif isinstance(op, ast.Div):
-        table = {(NUMBER, NUMBER): NUMBER, (DURATION, NUMBER): DURATION, (DURATION, DURATION): NUMBER}
-    elif isinstance(op, ast.Mod):
-        table = {(NUMBER, NUMBER): NUMBER}
-    else:
-        return None
-    return table.get((a, b))
-
-
-def _divide(a: Any, b: Any) -> Any:
-    return None if b == 0 else a / b
-
-
-def _modulo(a: Any, b: Any) -> Any:
-    return None if b == 0 else a % b
-
-
-def _round(pyop: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
-    def rounded(a: Any, b: Any) -> Any:
-        v = pyop(a, b)
-        return None if v is None else round(v)
-
-    return rounded
 
 
 def _hint(a: str, b: str) -> str:

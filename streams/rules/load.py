@@ -28,7 +28,7 @@ from streams.model.clock import parse_duration
 from streams.model.events import EVENT_TYPES
 from streams.model.windows import next_expiry, total
 from streams.rules import expr as expressions
-from streams.rules.expr import Expr, ExprError, Scope
+from streams.rules.compiled import Expr, ExprError, NextFn, Scope
 from streams.rules.fields import (
     BOOL,
     NUMBER,
@@ -126,7 +126,7 @@ class _Loader:
         scope_fields: dict[str, Field] = dict(STATE_FIELDS)
         scope_fields.update({f"traits.{n}": trait_field(n, t) for n, t in traits.items()})
         windows = self._windows(pack_source, spec.windows)
-        timed: dict[str, expressions.NextFn] = {}
+        timed: dict[str, NextFn] = {}
         for window in windows.values():
             name = f"windows.{window.name}"
             scope_fields[name] = _window_field(window)
@@ -304,7 +304,7 @@ def _window_field(window: WindowDef) -> Field:
     return Field(f"windows.{name}", NUMBER, get, window.description or f"window {name}", frozenset())
 
 
-def _window_next(window: WindowDef) -> expressions.NextFn:
+def _window_next(window: WindowDef) -> NextFn:
     name, length = window.name, window.length
 
     def nxt(state: Any) -> int | None:

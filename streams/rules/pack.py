@@ -8,7 +8,7 @@ from typing import Any
 
 from streams.model.clock import DAY, Duration
 from streams.model.events import EVENT_TYPES
-from streams.rules.expr import Expr
+from streams.rules.compiled import Expr
 from streams.rules.fields import SEEN_CHANGED, Field
 
 DEFAULT_ALLOWED_LATENESS: Duration = 7 * DAY

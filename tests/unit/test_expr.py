@@ -6,7 +6,8 @@ import pytest
 
 from streams.model.clock import DAY, MINUTE
 from streams.model.state import CustomerState
-from streams.rules.expr import ExprError, Scope, compile_expression
+from streams.rules.compiled import ExprError, Scope
+from streams.rules.expr import compile_expression
 from streams.rules.fields import STATE_FIELDS
 from streams.rules.problems import Kind
 
