@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import logging
 import time
 from typing import Any
 
@@ -42,8 +41,6 @@ from streams.live.source import Batch, Fetch, SourceReader
 from streams.live.topics import ensure_topics
 from streams.model.events import BadEvent, decode
 from streams.rules.pack import RulePack
-
-log = logging.getLogger("segmenter.worker")
 
 SLICE = 100
 """Events applied between two yields to the event loop (the producer's sender, the fetch loop)."""
