@@ -57,7 +57,11 @@ class Identity:
             self.outbox.dead_letter(message, event.reason)
             return
         duplicates = engine.stats.duplicates
-        result = self.apply(partition, engine, event, message.value, _position(message))
+        try:
+            result = self.apply(partition, engine, event, message.value, _position(message))
+        except Exception as exc:  # one message must never stop the worker
+            self._failed(partition, message, exc)
+            return
         if isinstance(result, BadEvent):
             self.outbox.dead_letter(message, result.reason)
         else:
@@ -69,11 +73,22 @@ class Identity:
                         handoff: Handoff | None) -> None:
         """A message of the identity topic; its changes go out."""
         if handoff is None:
-            log.error("partition %d: unreadable identity hand-off skipped", partition)
+            log.error("partition %d: unreadable identity hand-off at offset %d dead-lettered",
+                      partition, message.offset)
+            self.outbox.dead_letter(message, "unreadable identity hand-off")
             return
-        result = self.receive(engine, handoff, _position(message))
+        try:
+            result = self.receive(engine, handoff, _position(message))
+        except Exception as exc:  # one message must never stop the worker
+            self._failed(partition, message, exc)
+            return
         if not isinstance(result, BadEvent):
             self._emit(result)
+
+    def _failed(self, partition: int, message: Any, exc: Exception) -> None:
+        log.exception("partition %d: message at %s#%s offset %s failed; dead-lettered", partition,
+                      message.topic, message.partition, message.offset)
+        self.outbox.dead_letter(message, f"error: {type(exc).__name__}: {exc}")
 
     def apply(self, partition: int, engine: Engine, event: Envelope, raw: bytes,
               position: Position) -> Result:

@@ -35,6 +35,7 @@ class WorkerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     segment_topics: bool = False
     channel_topics: bool = False
     max_event_bytes: int = 64 * 1024
+    max_nesting: int = 20
     idle_after: float = 1.0
     tick_interval: float = 0.25
     # Live events wait at most align_wait for a topic whose end is not known yet; older ones as
@@ -99,6 +100,8 @@ HELP: dict[str, str] = {
     "channel_topics": "also write each change to <changes_topic>.<channel> for every channel it "
                       "has consent on",
     "max_event_bytes": "largest input message accepted; larger ones are bad events",
+    "max_nesting": "deepest nesting of objects and arrays accepted in an input message; deeper "
+                   "ones are bad events",
     "idle_after": "seconds without input after which a partition's clock follows the wall clock",
     "tick_interval": "seconds between checks of idle partitions' deadlines",
     "align_wait": "seconds a live event waits for another topic of its partition whose end is not "

@@ -178,7 +178,7 @@ class Worker:
         """Take in one fetch; apply what alignment releases; send its output; commit when due."""
         started = time.perf_counter()
         identity = self.settings.identity_topic
-        max_bytes = self.settings.max_event_bytes
+        max_bytes, max_nesting = self.settings.max_event_bytes, self.settings.max_nesting
         owned = self.owned_partitions()
         push = self.aligner.push
         for tp, batch in records.items():
@@ -197,7 +197,7 @@ class Worker:
                     handoff = decode_handoff(raw)
                     push(partition, topic, getattr(handoff, "ts", None), (record, handoff), at)
                     continue
-                decoded = decode(raw, max_bytes=max_bytes)
+                decoded = decode(raw, max_bytes=max_bytes, max_nesting=max_nesting)
                 push(partition, topic, None if isinstance(decoded, BadEvent) else decoded.instant,
                      (record, decoded), at)
             self.offsets.received[topic, partition] = batch[-1].offset

@@ -9,6 +9,7 @@ dead-letter it and go on with the next one.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -22,6 +23,10 @@ Quantity = Annotated[int, msgspec.Meta(ge=1)]
 AwareTime = Annotated[datetime, msgspec.Meta(tz=True)]
 
 DEFAULT_MAX_EVENT_BYTES = 64 * 1024
+DEFAULT_MAX_NESTING = 20
+"""Objects and arrays inside one another; real events nest four or five deep."""
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_BRACKET = re.compile(rb"[\[\]{}]")
 
 
 class Envelope(msgspec.Struct, tag_field="type", kw_only=True, gc=False):
@@ -226,20 +231,43 @@ class BadEvent(msgspec.Struct, gc=False):
 _decoder = msgspec.json.Decoder(Event)
 
 
-def decode(raw: bytes, *, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Envelope | BadEvent:
-    """One message to an event, or to a BadEvent naming the field and the problem."""
+def decode(raw: bytes, *, max_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+           max_nesting: int = DEFAULT_MAX_NESTING) -> Envelope | BadEvent:
+    """One message to an event, or to a BadEvent naming the field and the problem; never an
+    exception, whatever the bytes."""
     if len(raw) > max_bytes:
         return BadEvent(f"event is {len(raw)} bytes, over the maximum of {max_bytes}", raw)
+    depth = nesting(raw, max_nesting)
+    if depth > max_nesting:
+        return BadEvent(f"nesting: objects and arrays nested more than {max_nesting} deep", raw)
     try:
         event: Envelope = _decoder.decode(raw)
     except msgspec.ValidationError as exc:
         return BadEvent(_describe(str(exc), raw), raw)
     except msgspec.DecodeError as exc:
         return BadEvent(f"not valid JSON: {exc}", raw)
+    except RecursionError:  # a limit set above what the decoder can follow
+        return BadEvent("nesting: objects and arrays nested too deep for the decoder", raw)
     problem = _check_ids(event)
     if problem:
         return BadEvent(problem, raw, event_id=event.event_id)
     return event
+
+
+def nesting(raw: bytes, limit: int) -> int:
+    """How deep objects and arrays nest in ``raw``, counted exactly only when it could exceed
+    ``limit`` (the number of opening brackets bounds it): decoding a deeply nested message
+    would exhaust the decoder's recursion instead of saying what is wrong."""
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return 0
+    depth = deepest = 0
+    for bracket in _BRACKET.findall(_STRING.sub(b"", raw)):
+        if bracket in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
 
 
 def _describe(message: str, raw: bytes) -> str:

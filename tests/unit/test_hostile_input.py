@@ -1,0 +1,126 @@
+"""Whatever bytes arrive, decoding gives an event or a bad event with its reason, never an
+exception; and a message that makes the live side fail becomes a dead letter, not a stopped
+worker."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streams.engine import Engine
+from streams.live.identity import Identity
+from streams.live.metrics import Metrics
+from streams.live.outbox import Outbox
+from streams.live.settings import WorkerSettings
+from streams.model.events import DEFAULT_MAX_NESTING, BadEvent, Envelope, decode, nesting
+from streams.rules.load import load_pack
+
+from scenario import DEFAULT_RULES, event
+
+pytestmark = pytest.mark.unit
+
+ENVELOPE = b'{"event_id":"e1","type":"profile_updated","customer_id":"c1","ts":"2026-03-01T00:00:00Z",'
+
+
+def nested(depth: int) -> bytes:
+    """A valid-looking profile update whose trait nests ``depth`` levels in all."""
+    inner = depth - 3  # the event, its properties and its traits are three already
+    return ENVELOPE + b'"properties":{"traits":{"x":' + b"[" * inner + b"]" * inner + b"}}}"
+
+
+def test_deep_nesting_is_a_bad_event_with_its_reason() -> None:
+    result = decode(nested(1000))
+    assert isinstance(result, BadEvent)
+    assert result.reason.startswith("nesting:")
+    assert result.raw == nested(1000)
+
+
+def test_the_nesting_limit_is_exact() -> None:
+    assert isinstance(decode(nested(DEFAULT_MAX_NESTING)), Envelope)
+    assert isinstance(decode(nested(DEFAULT_MAX_NESTING + 1)), BadEvent)
+    assert isinstance(decode(nested(8), max_nesting=7), BadEvent)
+
+
+def test_brackets_inside_strings_are_not_nesting() -> None:
+    raw = event("search", 0, "c1", query="[[[[{{{{" * 10 + '\\"[[[')
+    assert nesting(raw, 3) <= 3
+    assert isinstance(decode(raw), Envelope)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=False) | st.integers() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_decode_to_an_event_or_a_bad_event(raw: bytes) -> None:
+    assert isinstance(decode(raw), Envelope | BadEvent)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values, st.sampled_from(["page_view", "add_to_cart", "order_completed", "identify",
+                                     "profile_updated", "customer_erased", "nope"]))
+def test_arbitrary_json_gives_a_value_never_an_exception(properties: Any, type_: str) -> None:
+    body = {"event_id": "e1", "type": type_, "customer_id": "c1", "anonymous_id": "v1",
+            "ts": "2026-03-01T00:00:00Z", "properties": properties}
+    raw = msgspec.json.encode(body)
+    assert isinstance(decode(raw), Envelope | BadEvent)
+    engine = Engine(load_pack(DEFAULT_RULES))
+    assert isinstance(engine.process_bytes(raw), list | BadEvent)
+
+
+def live_side() -> tuple[Identity, Outbox]:
+    settings = WorkerSettings(partitions=1)
+    metrics = Metrics()
+    outbox = Outbox(settings, metrics)
+    return Identity(lambda _key: 0, outbox, metrics), outbox
+
+
+def message(value: bytes, offset: int = 7) -> Any:
+    return SimpleNamespace(topic="clickstream", partition=0, offset=offset, key=b"c1", value=value)
+
+
+def dead_letters(outbox: Outbox) -> list[tuple[bytes, dict[str, bytes]]]:
+    return [(value, dict(headers or [])) for topic, _key, value, headers in outbox.records
+            if topic == "segmenter-dead-letter"]
+
+
+def test_a_message_the_engine_fails_on_is_a_dead_letter_and_the_next_one_is_applied(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    identity, outbox = live_side()
+    engine = Engine(load_pack(DEFAULT_RULES))
+    poison, good = event("page_view", 0, "c1"), event("add_to_cart", 1, "c2", sku="A")
+    real = engine.process
+
+    def process(event: Envelope, raw: bytes = b"", **kwargs: Any) -> Any:
+        if raw == poison:
+            raise ValueError("broken rule input")
+        return real(event, raw, **kwargs)
+
+    monkeypatch.setattr(engine, "process", process)
+    for offset, raw in enumerate((poison, good)):
+        decoded = decode(raw)
+        assert isinstance(decoded, Envelope)
+        identity.apply_message(0, engine, message(raw, offset), decoded)
+    (value, headers), = dead_letters(outbox)
+    assert value == poison
+    assert headers["segmenter-reason"] == b"error: ValueError: broken rule input"
+    assert headers["segmenter-source-offset"] == b"0"
+    assert engine.state_of("c2") is not None
+
+
+def test_an_unreadable_identity_hand_off_is_a_dead_letter() -> None:
+    identity, outbox = live_side()
+    engine = Engine(load_pack(DEFAULT_RULES))
+    identity.receive_message(0, engine, message(b"\x00not msgpack"), None)
+    (value, headers), = dead_letters(outbox)
+    assert value == b"\x00not msgpack"
+    assert headers["segmenter-reason"] == b"unreadable identity hand-off"
