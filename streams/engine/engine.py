@@ -77,8 +77,10 @@ class Engine:
 
     # --- input -------------------------------------------------------------------------------
 
-    def process_bytes(self, raw: bytes, where: str = "") -> list[SegmentChange] | BadEvent:
-        event = decode(raw)
+    def process_bytes(self, raw: bytes, where: str = "", *,
+                      latest: Instant | None = None) -> list[SegmentChange] | BadEvent:
+        """Decode and apply one message; ``latest``: the latest event time accepted."""
+        event = decode(raw, latest=latest)
         if isinstance(event, BadEvent):
             event.where = where
             self.stats.bad += 1

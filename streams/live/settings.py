@@ -36,6 +36,7 @@ class WorkerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     channel_topics: bool = False
     max_event_bytes: int = 64 * 1024
     max_nesting: int = 20
+    max_clock_skew: float = 300.0
     idle_after: float = 1.0
     tick_interval: float = 0.25
     # Live events wait at most align_wait for a topic whose end is not known yet; older ones as
@@ -100,6 +101,8 @@ HELP: dict[str, str] = {
     "channel_topics": "also write each change to <changes_topic>.<channel> for every channel it "
                       "has consent on",
     "max_event_bytes": "largest input message accepted; larger ones are bad events",
+    "max_clock_skew": "seconds an event's ts may be ahead of the wall clock; later ones are bad "
+                      "events (reason future) and move no clock",
     "max_nesting": "deepest nesting of objects and arrays accepted in an input message; deeper "
                    "ones are bad events",
     "idle_after": "seconds without input after which a partition's clock follows the wall clock",

@@ -39,6 +39,7 @@ from streams.live.progress import ReadProgress
 from streams.live.settings import WorkerSettings
 from streams.live.source import Batch, Fetch, SourceReader
 from streams.live.topics import ensure_topics
+from streams.model.clock import SECOND
 from streams.model.events import BadEvent, decode
 from streams.rules.pack import RulePack
 
@@ -179,6 +180,7 @@ class Worker:
         started = time.perf_counter()
         identity = self.settings.identity_topic
         max_bytes, max_nesting = self.settings.max_event_bytes, self.settings.max_nesting
+        latest = int((time.time() + self.settings.max_clock_skew) * SECOND)
         owned = self.owned_partitions()
         push = self.aligner.push
         for tp, batch in records.items():
@@ -197,7 +199,7 @@ class Worker:
                     handoff = decode_handoff(raw)
                     push(partition, topic, getattr(handoff, "ts", None), (record, handoff), at)
                     continue
-                decoded = decode(raw, max_bytes=max_bytes, max_nesting=max_nesting)
+                decoded = decode(raw, max_bytes=max_bytes, max_nesting=max_nesting, latest=latest)
                 push(partition, topic, None if isinstance(decoded, BadEvent) else decoded.instant,
                      (record, decoded), at)
             self.offsets.received[topic, partition] = batch[-1].offset

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from streams.model.clock import Instant, from_datetime
+from streams.model.clock import Instant, format_instant, from_datetime
 
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 Amount = Annotated[float, msgspec.Meta(ge=0)]
@@ -24,6 +24,8 @@ AwareTime = Annotated[datetime, msgspec.Meta(tz=True)]
 
 DEFAULT_MAX_EVENT_BYTES = 64 * 1024
 DEFAULT_MAX_NESTING = 20
+DEFAULT_MAX_CLOCK_SKEW = 5 * 60 * 1_000_000
+"""How far ahead of the wall clock an event's ``ts`` may be (5 minutes, in microseconds)."""
 """Objects and arrays inside one another; real events nest four or five deep."""
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 _BRACKET = re.compile(rb"[\[\]{}]")
@@ -232,9 +234,11 @@ _decoder = msgspec.json.Decoder(Event)
 
 
 def decode(raw: bytes, *, max_bytes: int = DEFAULT_MAX_EVENT_BYTES,
-           max_nesting: int = DEFAULT_MAX_NESTING) -> Envelope | BadEvent:
+           max_nesting: int = DEFAULT_MAX_NESTING, latest: Instant | None = None) -> Envelope | BadEvent:
     """One message to an event, or to a BadEvent naming the field and the problem; never an
-    exception, whatever the bytes."""
+    exception, whatever the bytes. An event stamped after ``latest`` (the wall clock plus the
+    allowed skew) is a bad event: it would move its partition's clock and fire every deadline
+    there at once."""
     if len(raw) > max_bytes:
         return BadEvent(f"event is {len(raw)} bytes, over the maximum of {max_bytes}", raw)
     depth = nesting(raw, max_nesting)
@@ -251,6 +255,10 @@ def decode(raw: bytes, *, max_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     problem = _check_ids(event)
     if problem:
         return BadEvent(problem, raw, event_id=event.event_id)
+    if latest is not None and event.instant > latest:
+        return BadEvent(f"future: ts {format_instant(event.instant)} is after "
+                        f"{format_instant(latest)}, the wall clock plus the allowed clock skew",
+                        raw, event_id=event.event_id)
     return event
 
 

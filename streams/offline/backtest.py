@@ -22,7 +22,7 @@ from streams.engine import Engine
 from streams.model.changes import ENTERED, EXITED, SegmentChange
 from streams.model.clock import Duration, Instant, parse_instant
 from streams.model.events import BadEvent
-from streams.offline.replay import Summary, run
+from streams.offline.replay import Summary, latest_accepted, run
 from streams.rules.pack import RulePack
 
 NOT_DISTINCT = 0.95
@@ -270,5 +270,6 @@ def backtest_file(pack: RulePack, path: str | Path, *, until: Instant | None = N
         pass
 
     with open(path, "rb") as handle:
-        summary = run(engine, handle, name=str(path), until=until, emit=bt.add, bad=skip)
+        summary = run(engine, handle, name=str(path), until=until, emit=bt.add, bad=skip,
+                      latest=latest_accepted(until))
     return bt.report(engine.clock), summary

@@ -12,14 +12,15 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import BinaryIO, TextIO
 
 import msgspec
 
 from streams.engine import Engine
 from streams.model.changes import SegmentChange
-from streams.model.clock import Instant, format_instant
-from streams.model.events import BadEvent
+from streams.model.clock import Instant, format_instant, from_datetime
+from streams.model.events import DEFAULT_MAX_CLOCK_SKEW, BadEvent
 from streams.rules.pack import RulePack
 
 
@@ -51,9 +52,18 @@ class Summary:
 _encoder = msgspec.json.Encoder()
 
 
+def latest_accepted(until: Instant | None, wall: float | None = None) -> Instant:
+    """The latest event time replay accepts: the later of the wall clock and ``until``, plus
+    the allowed clock skew, as live."""
+    now = from_datetime(datetime.fromtimestamp(time.time() if wall is None else wall, UTC))
+    return max(now, until if until is not None else now) + DEFAULT_MAX_CLOCK_SKEW
+
+
 def run(engine: Engine, lines: Iterable[bytes], *, name: str, until: Instant | None,
-        emit: Callable[[SegmentChange], None], bad: Callable[[BadEvent], None]) -> Summary:
-    """Feed every line to the engine, then move the clock to ``until`` (or the last event)."""
+        emit: Callable[[SegmentChange], None], bad: Callable[[BadEvent], None],
+        latest: Instant | None = None) -> Summary:
+    """Feed every line to the engine, then move the clock to ``until`` (or the last event).
+    An event after ``latest`` is a bad event (reason ``future``)."""
     started = time.perf_counter()
     read = 0
     for number, line in enumerate(lines, start=1):
@@ -61,7 +71,7 @@ def run(engine: Engine, lines: Iterable[bytes], *, name: str, until: Instant | N
         if not raw.strip():
             continue
         read += 1
-        result = engine.process_bytes(raw, where=f"{name}:{number}")
+        result = engine.process_bytes(raw, where=f"{name}:{number}", latest=latest)
         if isinstance(result, BadEvent):
             bad(result)
             continue
@@ -102,12 +112,14 @@ def replay_file(pack: RulePack, path: str, *, until: Instant | None = None,
     if progress is None:
         progress = err.isatty()
     if path == "-":
-        summary = run(engine, sys.stdin.buffer, name="<stdin>", until=until, emit=emit, bad=bad)
+        summary = run(engine, sys.stdin.buffer, name="<stdin>", until=until, emit=emit, bad=bad,
+                      latest=latest_accepted(until))
     else:
         with open(path, "rb") as handle:
             size = os.fstat(handle.fileno()).st_size
             lines: Iterable[bytes] = _with_progress(handle, size, err) if progress else handle
-            summary = run(engine, lines, name=path, until=until, emit=emit, bad=bad)
+            summary = run(engine, lines, name=path, until=until, emit=emit, bad=bad,
+                          latest=latest_accepted(until))
     flush()
     out.flush()
     if until is not None and engine.clock is not None and until < engine.clock:

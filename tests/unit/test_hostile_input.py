@@ -4,6 +4,9 @@ worker."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -17,7 +20,16 @@ from streams.live.identity import Identity
 from streams.live.metrics import Metrics
 from streams.live.outbox import Outbox
 from streams.live.settings import WorkerSettings
-from streams.model.events import DEFAULT_MAX_NESTING, BadEvent, Envelope, decode, nesting
+from streams.model.clock import parse_instant
+from streams.model.events import (
+    DEFAULT_MAX_CLOCK_SKEW,
+    DEFAULT_MAX_NESTING,
+    BadEvent,
+    Envelope,
+    decode,
+    nesting,
+)
+from streams.offline.replay import latest_accepted
 from streams.rules.load import load_pack
 
 from scenario import DEFAULT_RULES, event
@@ -124,3 +136,32 @@ def test_an_unreadable_identity_hand_off_is_a_dead_letter() -> None:
     (value, headers), = dead_letters(outbox)
     assert value == b"\x00not msgpack"
     assert headers["segmenter-reason"] == b"unreadable identity hand-off"
+
+
+def test_an_event_from_the_future_is_a_bad_event_and_moves_no_clock(tmp_path: Path) -> None:
+    """A page view stamped 2099 beside ordinary carts: replay gives the carts' changes as if it
+    were not there (no deadline fires early), and names it on stderr with reason future."""
+    good = [event("add_to_cart", 0, "c1", sku="A", price=10.0),
+            event("add_to_cart", 60_000_000, "c2", sku="B", price=10.0)]
+    future = msgspec.json.encode({"event_id": "f1", "type": "page_view", "customer_id": "c3",
+                                  "ts": "2099-01-01T00:00:00Z"})
+    plain, mixed = tmp_path / "plain.jsonl", tmp_path / "mixed.jsonl"
+    plain.write_bytes(b"\n".join(good) + b"\n")
+    mixed.write_bytes(b"\n".join([good[0], future, good[1]]) + b"\n")
+    out = {}
+    for path in (plain, mixed):
+        result = subprocess.run([sys.executable, "-m", "streams.cli", "replay", str(path)],
+                                capture_output=True, check=True)
+        out[path.name] = result
+    assert out["mixed.jsonl"].stdout == out["plain.jsonl"].stdout
+    assert b'"reason":"future: ts 2099-01-01T00:00:00Z is after' in out["mixed.jsonl"].stderr
+
+
+def test_the_future_limit_follows_until_in_replay() -> None:
+    until = parse_instant("2100-01-01T00:00:00Z")
+    assert latest_accepted(until, wall=0.0) == until + DEFAULT_MAX_CLOCK_SKEW
+    assert latest_accepted(None, wall=10.0) == 10_000_000 + DEFAULT_MAX_CLOCK_SKEW
+    raw = msgspec.json.encode({"event_id": "f1", "type": "page_view", "customer_id": "c3",
+                               "ts": "2099-01-01T00:00:00Z"})
+    assert isinstance(decode(raw, latest=latest_accepted(until)), Envelope)
+    assert isinstance(decode(raw, latest=latest_accepted(None)), BadEvent)
