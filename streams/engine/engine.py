@@ -135,14 +135,16 @@ class Engine:
                  position: tuple[str, int] | None) -> list[SegmentChange] | BadEvent:
         ts = event.instant
         pack = self.pack
-        if self.clock is not None and ts < self.clock - pack.allowed_lateness:
+        tag = type_of(event)
+        # An erasure is never late: whatever its ts, the customer must be forgotten.
+        if (self.clock is not None and ts < self.clock - pack.allowed_lateness
+                and tag != "customer_erased"):
             self.stats.bad += 1
             return BadEvent(
                 f"late: ts {format_instant(ts)} is {format_duration(self.clock - ts)} behind the clock "
                 f"{format_instant(self.clock)}; the allowed lateness is {format_duration(pack.allowed_lateness)}",
                 raw, event_id=event.event_id)
         changes = self.advance(ts, inclusive=False)
-        tag = type_of(event)
         if key is not None:
             identified = True
         elif event.customer_id is not None:
@@ -159,6 +161,9 @@ class Engine:
         if tag == "customer_erased":
             if state is not None:
                 self._erase(key, state, ts, changes)
+            else:  # nothing held yet: the marker alone keeps a late event from recreating them
+                self.erased[key] = ts
+                self._forget_old_erasures()
             self.stats.events += 1
             return changes
         fresh = state is None

@@ -215,7 +215,8 @@ CLICKSTREAM_TYPES = frozenset(
 )
 TRANSACTION_TYPES = frozenset({"order_completed", "order_refunded"})
 PROFILE_TYPES = frozenset({"profile_updated", "consent_updated", "customer_erased"})
-NEEDS_CUSTOMER_ID = TRANSACTION_TYPES | PROFILE_TYPES | {"identify"}
+NEEDS_CUSTOMER_ID = TRANSACTION_TYPES | (PROFILE_TYPES - {"customer_erased"}) | {"identify"}
+"""An erasure may name a visitor id alone."""
 
 
 class BadEvent(msgspec.Struct, gc=False):
