@@ -149,6 +149,11 @@ class Aligner:
             self.buffered -= 1
             yield best.popleft()[2]
 
+    def holds(self, partition: int) -> bool:
+        """Whether anything of ``partition`` waits here."""
+        queues = self._queues.get(partition)
+        return queues is not None and any(queues.values())
+
     def partitions(self) -> list[int]:
         return [p for p, queues in self._queues.items() if any(queues.values())]
 

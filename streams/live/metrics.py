@@ -25,6 +25,8 @@ class Metrics:
         self.batch_seconds = Histogram("segmenter_batch_seconds", "Time to evaluate one slice of a fetch (the "
                                        "events applied between two yields: rules and state), excluding Kafka I/O", registry=r,
                                        buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+        self.clock_step = Gauge("segmenter_clock_step_seconds", "How far the system clock was stepped since "
+                                "the worker started; the worker keeps the clock it read then", registry=r)
         self.partitions = Gauge("segmenter_partitions", "Input partitions this worker owns", registry=r)
 
     def render(self) -> bytes:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -17,11 +18,11 @@ import faust
 from streams.engine import Engine
 from streams.live.app import Tables
 from streams.live.checkpoint import Offsets
-from streams.live.idle import IdleClock
 from streams.live.settings import WorkerSettings
 from streams.live.views import MirroredView, PartitionView, in_partition, partition_of
 from streams.model import state as state_codec
 from streams.model.changes import SegmentChange
+from streams.model.clock import Instant
 from streams.model.state import CustomerState
 from streams.rules.pack import RulePack
 
@@ -104,14 +105,15 @@ class Partitions:
                 sizes[segment] += size
         return dict(sorted(sizes.items()))
 
-    def tick(self, idle: IdleClock, wall: float) -> list[SegmentChange]:
-        """Idle partitions' clocks follow the wall clock: the deadlines due by then fire."""
+    def tick(self, partitions: Iterable[int], clock: Instant) -> list[SegmentChange]:
+        """These partitions' clocks move up to ``clock`` (never back): the deadlines due by then
+        fire."""
         changes: list[SegmentChange] = []
-        for partition, engine in self.engines.items():
-            target = idle.target(partition, wall)
-            if target is not None:
+        for partition in partitions:
+            engine = self.engines.get(partition)
+            if engine is not None:
                 with self.writing(partition):
-                    changes += engine.tick(target)
+                    changes += engine.tick(clock)
         return changes
 
     def timers(self) -> int:

@@ -105,7 +105,8 @@ HELP: dict[str, str] = {
                       "events (reason future) and move no clock",
     "max_nesting": "deepest nesting of objects and arrays accepted in an input message; deeper "
                    "ones are bad events",
-    "idle_after": "seconds without input after which a partition's clock follows the wall clock",
+    "idle_after": "seconds without input after which a partition read to its end moves its clock up "
+                  "to the wall clock",
     "tick_interval": "seconds between checks of idle partitions' deadlines",
     "align_wait": "seconds a live event waits for another topic of its partition whose end is not "
                   "known yet (event-time alignment)",

@@ -24,10 +24,11 @@ from aiokafka import AIOKafkaProducer
 from faust.types import TP
 
 from streams.live import web
-from streams.live.alignment import Aligner
+from streams.live.alignment import CAUGHT_UP, Aligner
 from streams.live.app import declare_tables, make_app
 from streams.live.changelog import ChangelogWrites
 from streams.live.checkpoint import Checkpoint, Committer, Offsets
+from streams.live.clocks import Clocks
 from streams.live.group import consumer_class
 from streams.live.handoffs import decode_handoff
 from streams.live.identity import Identity
@@ -50,8 +51,9 @@ SLICE = 100
 class Worker:
     """The faust app and the batch pipeline around the engines of the owned partitions."""
 
-    def __init__(self, settings: WorkerSettings, pack: RulePack) -> None:
+    def __init__(self, settings: WorkerSettings, pack: RulePack, clocks: Clocks | None = None) -> None:
         self.settings = settings
+        self.clocks = clocks or Clocks()
         self.metrics = Metrics()
         self.app = make_app(settings)
         self.app.transport.Consumer = consumer_class(self)  # type: ignore[misc]
@@ -107,8 +109,10 @@ class Worker:
             for partition in list(self.partitions.engines):
                 if partition not in owned:
                     self._drop(partition)
+            now = self.clocks.monotonic()
             for partition in sorted(owned):
                 self.partitions.engine_for(partition)
+                self.idle.assigned(partition, now)
             self.metrics.partitions.set(len(owned))
             positions = self.offsets.positions(owned, self.source_topics)
             if self.reader is None:
@@ -180,7 +184,7 @@ class Worker:
         started = time.perf_counter()
         identity = self.settings.identity_topic
         max_bytes, max_nesting = self.settings.max_event_bytes, self.settings.max_nesting
-        latest = int((time.time() + self.settings.max_clock_skew) * SECOND)
+        latest = int((self.clocks.wall() + self.settings.max_clock_skew) * SECOND)
         owned = self.owned_partitions()
         push = self.aligner.push
         for tp, batch in records.items():
@@ -209,7 +213,7 @@ class Worker:
     async def _apply_released(self, started: float) -> None:
         assert self.producer is not None
         identity = self.settings.identity_topic
-        wall, now = time.time(), time.monotonic()
+        wall, now = self.clocks.wall(), self.clocks.monotonic()
         outbox = self.outbox
         in_slice = 0
         for partition in sorted(self.aligner.partitions()):
@@ -232,7 +236,7 @@ class Worker:
                         await asyncio.sleep(0)
                         started, in_slice = time.perf_counter(), 0
             if applied:
-                self.idle.saw_input(partition, wall, engine.clock or 0)
+                self.idle.saw_input(partition, now)
         self.metrics.events_applied.inc(in_slice)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         await outbox.send(self.producer)
@@ -264,7 +268,7 @@ class Worker:
     # --- time ---------------------------------------------------------------------------------
 
     async def _tick(self) -> None:
-        """Idle partitions: their clock follows the wall clock, so deadlines fire on time. And
+        """Idle partitions' clocks move up to the wall clock, so deadlines fire on time. And
         whatever waits for a commit gets one within ``commit_interval``."""
         if self.producer is None or self.stopping or self.app.rebalancing:
             return
@@ -274,13 +278,22 @@ class Worker:
             self.progress.clear()
             if self.aligner.buffered:
                 await self._apply_released(time.perf_counter())
-            for change in self.partitions.tick(self.idle, time.time()):
-                self.outbox.change(change)
+            now = self.clocks.monotonic()
+            idle = [p for p in self.partitions.engines if self.idle.idle(p, now) and self._read_to_end(p)]
+            if idle:
+                for change in self.partitions.tick(idle, int(self.clocks.wall() * SECOND)):
+                    self.outbox.change(change)
+            self.metrics.clock_step.set(self.clocks.step())
             if self.outbox.records:
                 await self.outbox.send(self.producer)
             self.commits.maybe()
             for tp, behind in self.progress.lag():
                 self.metrics.lag.labels(tp.topic, str(tp.partition)).set(behind)
+
+    def _read_to_end(self, partition: int) -> bool:
+        """Every source topic of ``partition`` read to its end, and nothing of it waiting."""
+        return (not self.aligner.holds(partition)
+                and all(self.progress(topic, partition)[0] == CAUGHT_UP for topic in self.source_topics))
 
 
 async def _read(reader: SourceReader, inbox: asyncio.Queue[Fetch]) -> None:

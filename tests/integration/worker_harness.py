@@ -77,20 +77,27 @@ class Deployment:
 
 
 class WorkerProcess:
-    def __init__(self, deployment: Deployment, name: str = "w1") -> None:
+    def __init__(self, deployment: Deployment, name: str = "w1", clock_step: Path | None = None) -> None:
         self.deployment = deployment
         self.name = name
+        self.clock_step = clock_step
+        """A file of seconds by which the worker's system clock is stepped (tests/integration/stepped_clock.py)."""
         self.web_port = free_port()
         self.log_path = deployment.data_root / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 90) -> WorkerProcess:
         self.deployment.data_root.mkdir(parents=True, exist_ok=True)
+        env = self.deployment.env(self.name, self.web_port)
+        command = [sys.executable, "-m", "streams.cli"]
+        if self.clock_step is not None:
+            command = [sys.executable, str(Path(__file__).with_name("stepped_clock.py"))]
+            env["SEGMENTER_TEST_CLOCK_STEP"] = str(self.clock_step)
+            env["PYTHONPATH"] = str(ROOT)
+        command += ["worker", "--loglevel", os.environ.get("SEGMENTER_TEST_LOGLEVEL", "info")]
         with open(self.log_path, "ab") as log:  # the child has its own copy of the descriptor
-            self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker", "--loglevel",
-                                          os.environ.get("SEGMENTER_TEST_LOGLEVEL", "info")],
-                                         cwd=ROOT, env=self.deployment.env(self.name, self.web_port),
-                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
         self.wait_healthy(timeout)
         return self
 
