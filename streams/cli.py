@@ -6,11 +6,16 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from streams import __version__
 from streams.errors import SegmenterError
 from streams.model.clock import parse_instant
 from streams.rules.problems import RuleError
+
+if TYPE_CHECKING:
+    from streams.model.limits import Limits
+    from streams.rules.pack import RulePack
 
 DEFAULT_RULES = "rules"
 
@@ -120,8 +125,18 @@ def _replay(args: argparse.Namespace) -> int:
     if args.file != "-" and not Path(args.file).is_file():
         print(f"segmenter replay: no such file: {args.file}", file=sys.stderr)
         return 2
-    replay_file(pack, args.file, until=args.until)
+    replay_file(pack, args.file, until=args.until, limits=_limits(pack))
     return 0
+
+
+def _limits(pack: RulePack) -> Limits:
+    """The worker's limits, from the same SEGMENTER_* variables, checked against the pack."""
+    from streams.engine import bounds
+    from streams.model.limits import from_environ
+
+    limits = from_environ()
+    bounds.check(pack, limits)
+    return limits
 
 
 def _backtest(args: argparse.Namespace) -> int:
@@ -153,6 +168,7 @@ def _worker(args: argparse.Namespace) -> int:
 
     import faust
 
+    from streams.engine import bounds
     from streams.live import settings
     from streams.live.worker import Worker
     from streams.rules.load import load_pack
@@ -164,6 +180,9 @@ def _worker(args: argparse.Namespace) -> int:
         print(f"segmenter worker: refusing to start: the rules in {config.rules} are invalid\n{error}",
               file=sys.stderr)
         return 1
+    topics = [*config.input_topics, config.identity_topic]
+    bounds.check(pack, config.limits(), sources=len(topics) * config.partitions,
+                 source_length=max(map(len, topics)) + 6)
     worker = Worker(config, pack)
     asyncio.run(worker.ensure_topics())
     faust.Worker(worker.app, loglevel=args.loglevel, quiet=True).execute_from_commandline()

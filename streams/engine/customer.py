@@ -21,33 +21,65 @@ from typing import Any
 
 from streams.model import windows
 from streams.model.changes import Consent, SegmentChange, make
-from streams.model.clock import Instant, format_instant
+from streams.model.clock import SECOND, Instant, format_instant
 from streams.model.events import Envelope
 from streams.model.state import CustomerState
 from streams.rules.fields import TIME
 from streams.rules.pack import Rule, RulePack
 
-SEEN_MAX = 16
-"""Event ids remembered per customer to drop exact duplicates (redeliveries arrive close together)."""
+ORDER_TYPES = frozenset({"order_completed", "order_refunded"})
 
 
 def event_hash(event_id: str) -> int:
     """64 stable bits of an event id: CRC-32 and Adler-32 side by side, both C-speed and, unlike
-    ``hash()``, the same in every process (the ring is saved in the changelog)."""
+    ``hash()``, the same in every process (the ids are saved in the changelog)."""
     data = event_id.encode()
     return (zlib.crc32(data) << 32) | zlib.adler32(data)
 
 
-def seen_before(state: CustomerState, event_id: str) -> bool:
-    """True for an event id this customer already applied; otherwise remember it."""
-    h = event_hash(event_id)
+def duplicate_keys(event: Envelope, tag: str) -> tuple[int, ...]:
+    """What makes an event a duplicate: its id, and for an order or a refund its ``order_id``."""
+    key = event_hash(event.event_id)
+    if tag in ORDER_TYPES:
+        order_id = event.properties.order_id  # type: ignore[attr-defined]
+        if order_id is not None:
+            return key, event_hash(f"{tag}\x00{order_id}")
+    return (key,)
+
+
+def seen_before(state: CustomerState, keys: tuple[int, ...]) -> bool:
     seen = state.seen
-    if h in seen:
-        return True
-    seen.append(h)
-    if len(seen) > SEEN_MAX:
-        del seen[0]
-    return False
+    return any(key in seen for key in keys)
+
+
+def forget_old(state: CustomerState, horizon: Instant, *, thorough: bool = False) -> None:
+    """Forget the ids of events before ``horizon`` (the clock less the allowed lateness): a
+    duplicate of one of them would be late, and dropped as late. Ids are kept in the order
+    they came, which is mostly time order: unless ``thorough``, the list is filtered only when
+    its first id is due, so that most events cost one comparison."""
+    seen, at = state.seen, state.seen_at
+    if len(at) != len(seen):  # a record written before the times were kept: count them as now
+        at[:] = [state.clock // SECOND] * len(seen)
+    limit = horizon // SECOND
+    if at and (thorough or at[0] < limit):
+        keep = [i for i, t in enumerate(at) if t >= limit]
+        state.seen = [seen[i] for i in keep]
+        state.seen_at = [at[i] for i in keep]
+
+
+def keep_newest(state: CustomerState, most: int) -> None:
+    """At most ``most`` remembered ids, the latest by event time (after a merge)."""
+    if len(state.seen) > most:
+        pairs = sorted(zip(state.seen_at, state.seen, strict=True))[-most:]
+        state.seen_at = [t for t, _ in pairs]
+        state.seen = [k for _, k in pairs]
+
+
+def remember(state: CustomerState, keys: tuple[int, ...], ts: Instant) -> None:
+    second = ts // SECOND
+    for key in keys:
+        state.seen.append(key)
+        state.seen_at.append(second)
 
 
 # --- applying an event -----------------------------------------------------------------------
@@ -59,9 +91,12 @@ def apply_event(pack: RulePack, key: str, state: CustomerState, event: Envelope,
     now = state.clock if state.clock > ts else ts
     state.clock = now
     seen_changed = _update_common(state, event, ts)
-    update = _UPDATES.get(tag)
-    if update is not None:
-        update(state, event, ts)
+    if tag == "profile_updated":
+        _profile_updated(state, event, ts, pack.traits)
+    else:
+        update = _UPDATES.get(tag)
+        if update is not None:
+            update(state, event, ts)
     for window in pack.windows_for_type.get(tag, ()):
         value = window.value_of(event)
         if value is not None:
@@ -160,13 +195,12 @@ def merge(pack: RulePack, state: CustomerState, other: CustomerState, other_key:
         windows.merge(into, entries, state.clock, window.length, windows.COMBINE[window.aggregate])
         if not into:
             del state.windows[name]
-    # The visitor's ids go first so the customer's own recent ids (the identify's among them)
-    # are the ones the ring keeps.
-    own = state.seen
-    room = SEEN_MAX - len(own)
-    if room > 0:
-        theirs = [h for h in other.seen if h not in own]
-        state.seen = theirs[-room:] + own
+    own = set(state.seen)
+    times = other.seen_at if len(other.seen_at) == len(other.seen) else [other.clock // SECOND] * len(other.seen)
+    for key, second in zip(other.seen, times, strict=True):
+        if key not in own:
+            state.seen.append(key)
+            state.seen_at.append(second)
     for source, position in other.positions.items():
         if position > state.positions.get(source, -1):
             state.positions[source] = position
@@ -298,15 +332,16 @@ def _order_refunded(state: CustomerState, event: Any, ts: Instant) -> None:
     state.spend -= amount
 
 
-def _profile_updated(state: CustomerState, event: Any, ts: Instant) -> None:
-    """Traits merge (null deletes); a late update only fills traits not already known."""
+def _profile_updated(state: CustomerState, event: Any, ts: Instant, declared: frozenset[str]) -> None:
+    """Declared traits merge (null deletes); a late update only fills traits not already known.
+    Nothing undeclared is kept, nor a value that is not a string, a number or a boolean."""
     late = state.traits_at is not None and ts < state.traits_at
     for name, value in event.properties.traits.items():
-        if late and name in state.traits:
+        if name not in declared or (late and name in state.traits):
             continue
         if value is None:
             state.traits.pop(name, None)
-        else:
+        elif isinstance(value, str | int | float | bool):
             state.traits[name] = value
     state.traits_at = _max(state.traits_at, ts)
 
@@ -327,6 +362,5 @@ _UPDATES: dict[str, Callable[[CustomerState, Any, Instant], None]] = {
     "checkout_started": _checkout_started,
     "order_completed": _order_completed,
     "order_refunded": _order_refunded,
-    "profile_updated": _profile_updated,
     "consent_updated": _consent_updated,
 }

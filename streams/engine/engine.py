@@ -20,6 +20,7 @@ from streams.engine.timers import TimerIndex
 from streams.model.changes import ENTERED, SegmentChange
 from streams.model.clock import Instant, format_duration, format_instant
 from streams.model.events import BadEvent, Envelope, decode, type_of
+from streams.model.limits import DEFAULT_LIMITS, Limits
 from streams.model.state import CustomerState
 from streams.rules.pack import RulePack
 
@@ -51,8 +52,9 @@ class Engine:
     def __init__(self, pack: RulePack, *, states: MutableMapping[str, CustomerState] | None = None,
                  aliases: MutableMapping[str, str] | None = None, clock: Instant | None = None,
                  erased: MutableMapping[str, Instant] | None = None,
-                 owns: Callable[[str], bool] | None = None) -> None:
+                 owns: Callable[[str], bool] | None = None, limits: Limits = DEFAULT_LIMITS) -> None:
         self.pack = pack
+        self.limits = limits
         self.states: MutableMapping[str, CustomerState] = {} if states is None else states
         self.aliases: MutableMapping[str, str] = {} if aliases is None else aliases
         self.erased: MutableMapping[str, Instant] = {} if erased is None else erased
@@ -80,7 +82,7 @@ class Engine:
     def process_bytes(self, raw: bytes, where: str = "", *,
                       latest: Instant | None = None) -> list[SegmentChange] | BadEvent:
         """Decode and apply one message; ``latest``: the latest event time accepted."""
-        event = decode(raw, latest=latest)
+        event = decode(raw, limits=self.limits, latest=latest)
         if isinstance(event, BadEvent):
             event.where = where
             self.stats.bad += 1
@@ -139,11 +141,7 @@ class Engine:
         # An erasure is never late: whatever its ts, the customer must be forgotten.
         if (self.clock is not None and ts < self.clock - pack.allowed_lateness
                 and tag != "customer_erased"):
-            self.stats.bad += 1
-            return BadEvent(
-                f"late: ts {format_instant(ts)} is {format_duration(self.clock - ts)} behind the clock "
-                f"{format_instant(self.clock)}; the allowed lateness is {format_duration(pack.allowed_lateness)}",
-                raw, event_id=event.event_id)
+            return self._late(event, raw, self.clock)
         changes = self.advance(ts, inclusive=False)
         if key is not None:
             identified = True
@@ -169,12 +167,23 @@ class Engine:
         fresh = state is None
         if state is None:
             state = CustomerState(identified=identified, origin=core.event_hash(event.event_id))
+        elif ts < state.clock - pack.allowed_lateness:
+            # The engine's clock may be behind its customers' after a restart.
+            return self._late(event, raw, state.clock)
         if position is not None and state.positions.get(position[0], -1) >= position[1]:
             self.stats.duplicates += 1
             return changes
-        if core.seen_before(state, event.event_id):
+        keys = core.duplicate_keys(event, tag)
+        if core.seen_before(state, keys):
             self.stats.duplicates += 1
             return changes
+        problem = self._beyond_limits(key, state, event, tag, ts, len(keys))
+        if problem is not None:
+            if tag == "identify" and merged is None:
+                self._drop_visitor(event.anonymous_id or "")
+            self.stats.bad += 1
+            return BadEvent(problem, raw, event_id=event.event_id)
+        core.remember(state, keys, ts)
         if position is not None:
             state.positions[position[0]] = position[1]
         if ts < state.clock:
@@ -230,7 +239,54 @@ class Engine:
         target = until if until is not None else self.clock
         return [] if target is None else self.advance(target, inclusive=True)
 
+    def _late(self, event: Envelope, raw: bytes, clock: Instant) -> BadEvent:
+        ts, lateness = event.instant, self.pack.allowed_lateness
+        self.stats.bad += 1
+        return BadEvent(
+            f"late: ts {format_instant(ts)} is {format_duration(clock - ts)} behind the clock "
+            f"{format_instant(clock)}; the allowed lateness is {format_duration(lateness)}",
+            raw, event_id=event.event_id)
+
+    def _beyond_limits(self, key: str, state: CustomerState, event: Envelope, tag: str, ts: Instant,
+                       new_ids: int) -> str | None:
+        """Why applying the event would take the customer's record past a bound, if it would."""
+        limits = self.limits
+        horizon = max(state.clock, ts) - self.pack.allowed_lateness
+        core.forget_old(state, horizon)
+        if len(state.seen) + new_ids > limits.max_recent_events:
+            core.forget_old(state, horizon, thorough=True)
+            if len(state.seen) + new_ids > limits.max_recent_events:
+                return (f"too many events: {len(state.seen)} ids of this customer's events are "
+                        f"remembered within the allowed lateness "
+                        f"({format_duration(self.pack.allowed_lateness)}), the maximum is "
+                        f"{limits.max_recent_events} (max_recent_events)")
+        if tag == "add_to_cart":
+            sku = event.properties.sku  # type: ignore[attr-defined]
+            if sku not in state.cart and len(state.cart) >= limits.max_cart_lines:
+                return (f"cart lines: the cart holds {len(state.cart)} distinct skus, the maximum is "
+                        f"{limits.max_cart_lines} (max_cart_lines) - at `$.properties.sku`")
+        elif tag == "identify":
+            anon = event.anonymous_id or ""
+            if anon != key and anon not in state.anon_ids and len(state.anon_ids) >= limits.max_visitor_ids:
+                return (f"visitor ids: {len(state.anon_ids)} visitor ids are merged into this customer, "
+                        f"the maximum is {limits.max_visitor_ids} (max_visitor_ids); the visitor's record "
+                        f"is dropped - at `$.anonymous_id`")
+        elif tag == "profile_updated":
+            longest = limits.max_trait_length
+            for name, value in event.properties.traits.items():  # type: ignore[attr-defined]
+                if name in self.pack.traits and isinstance(value, str) and len(value) > longest:
+                    return (f"too long: {len(value)} characters, over the maximum of {longest} "
+                            f"(max_trait_length) - at `$.properties.traits.{name}`")
+        return None
+
     # --- identity and erasure ------------------------------------------------------------------
+
+    def _drop_visitor(self, anon: str) -> None:
+        """A visitor that could not be merged: its record goes, as it went from the partition that
+        handed it over."""
+        if anon and anon not in self.aliases:
+            self.states.pop(anon, None)
+            self.timers.discard(anon)
 
     def _merge(self, key: str, state: CustomerState, anon: str,
                merged: tuple[str, CustomerState | None] | None) -> None:
@@ -239,6 +295,9 @@ class Engine:
             if other is not None:
                 core.merge(self.pack, state, other, anon)
                 self.timers.discard(anon)
+                core.keep_newest(state, self.limits.max_recent_events)
+                for sku in list(state.cart)[self.limits.max_cart_lines:]:  # the visitor's, added last
+                    del state.cart[sku]
             self._set_alias(anon, key)
             if anon not in state.anon_ids:
                 state.anon_ids.append(anon)

@@ -34,20 +34,35 @@ def _position(message: Any) -> Position:
 class Identity:
     """One worker's side of the hand-offs: what it sends, what it waits for, what it receives."""
 
-    def __init__(self, partition_of: Callable[[str], int], outbox: Outbox, metrics: Metrics) -> None:
+    def __init__(self, partition_of: Callable[[str], int], outbox: Outbox, metrics: Metrics, *,
+                 monotonic: Callable[[], float], wait: float) -> None:
         self.partition_of = partition_of
         self.outbox = outbox
         self.metrics = metrics
-        self.awaiting_merge: set[str] = set()
-        """Customers (and their visitor ids) whose identify went out as a Link and is not back yet."""
+        self.monotonic = monotonic
+        self.wait = wait
+        self.awaiting_merge: dict[str, float] = {}
+        """Customers (and their visitor ids) whose identify went out as a Link and is not back
+        yet -> when it went (monotonic)."""
 
     def held(self, item: tuple[Any, Any]) -> bool:
         """An event of a customer whose identify is still travelling waits for its merge, so the
-        customer's events apply in the order replay applies them."""
+        customer's events apply in the order replay applies them; for ``wait`` seconds at most,
+        so that a hand-off lost on the way holds nothing for ever."""
         event = item[1]
         if not self.awaiting_merge or not isinstance(event, Envelope):
             return False
-        return (event.customer_id or event.anonymous_id) in self.awaiting_merge
+        key = event.customer_id or event.anonymous_id or ""
+        since = self.awaiting_merge.get(key)
+        if since is None:
+            return False
+        if self.monotonic() - since < self.wait:
+            return True
+        log.warning("the merge of %s did not come back within %.0f s: its events go on without it", key,
+                    self.wait)
+        self.metrics.handoffs_given_up.inc()
+        del self.awaiting_merge[key]
+        return False
 
     def apply_message(self, partition: int, engine: Engine, message: Any,
                       event: Envelope | BadEvent) -> None:
@@ -80,9 +95,14 @@ class Identity:
         try:
             result = self.receive(engine, handoff, _position(message))
         except Exception as exc:  # one message must never stop the worker
+            if isinstance(handoff, Merge):
+                self.outbox.handoff(handoff.anon, Unlink(handoff.anon))
             self._failed(partition, message, exc)
             return
-        if not isinstance(result, BadEvent):
+        if isinstance(result, BadEvent):
+            # The event it carried is the bad one: that is what the dead letter keeps.
+            self.outbox.dead_letter(message, result.reason, raw=getattr(handoff, "event", None))
+        else:
             self._emit(result)
 
     def _failed(self, partition: int, message: Any, exc: Exception) -> None:
@@ -99,7 +119,8 @@ class Identity:
         if (type_of(event) == "identify" and anon and anon != event.customer_id
                 and self.partition_of(anon) != partition):
             outbox.handoff(anon, Link(anon, event.customer_id or "", raw, event.instant))
-            self.awaiting_merge.update((event.customer_id or "", anon))
+            now = self.monotonic()
+            self.awaiting_merge[event.customer_id or ""] = self.awaiting_merge[anon] = now
             return []
         if event.customer_id is None and anon:
             customer = engine.customer_of(anon)
@@ -116,17 +137,21 @@ class Identity:
                 self.outbox.handoff(customer, Merge(anon, customer, None if visitor is None else
                                                     encode_state(visitor), event, ts))
             case Merge(anon, customer, state, event, _):
-                self.awaiting_merge.difference_update((customer, anon))
-                decoded = decode(event)
-                if isinstance(decoded, Envelope):
-                    visitor = None if state is None else decode_state(state)
-                    return self._unlinks(engine, engine.merge_visitor(anon, visitor, decoded, event,
-                                                                      position=position))
+                self.awaiting_merge.pop(customer, None)
+                self.awaiting_merge.pop(anon, None)
+                identify = decode(event, limits=engine.limits)
+                result: Result = identify if isinstance(identify, BadEvent) else engine.merge_visitor(
+                    anon, None if state is None else decode_state(state), identify, event, position=position)
+                if isinstance(result, BadEvent):
+                    # Not merged: the visitor's partition forgets the alias it recorded, as the
+                    # visitor's record is gone.
+                    self.outbox.handoff(anon, Unlink(anon))
+                return self._unlinks(engine, result)
             case Route(customer, event, _):
-                decoded = decode(event)
-                if isinstance(decoded, Envelope):
-                    return self._unlinks(engine, engine.apply_routed(customer, decoded, event,
-                                                                     position=position))
+                routed = decode(event, limits=engine.limits)
+                if isinstance(routed, BadEvent):
+                    return routed
+                return self._unlinks(engine, engine.apply_routed(customer, routed, event, position=position))
             case Unlink(anon):
                 engine.unlink(anon)
                 self._unlinks(engine, [])

@@ -27,6 +27,8 @@ class Metrics:
                                        buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
         self.clock_step = Gauge("segmenter_clock_step_seconds", "How far the system clock was stepped since "
                                 "the worker started; the worker keeps the clock it read then", registry=r)
+        self.handoffs_given_up = Counter("segmenter_handoffs_given_up", "Identity merges not back within "
+                                         "handoff_wait: the customer's events went on without them", registry=r)
         self.partitions = Gauge("segmenter_partitions", "Input partitions this worker owns", registry=r)
 
     def render(self) -> bytes:

@@ -53,15 +53,17 @@ class Outbox:
                     self.records.append((f"{topic}.{channel}", key, value, None))
         self.metrics.changes.labels(change.segment, change.change).inc()
 
-    def dead_letter(self, message: Any, reason: str) -> None:
-        """The original bytes, with the reason and where they were read in headers."""
+    def dead_letter(self, message: Any, reason: str, raw: bytes | None = None) -> None:
+        """The original bytes (``raw``: those of the event a hand-off carried), with the reason and
+        where they were read in headers."""
         headers = [
             ("segmenter-reason", reason.encode()),
             ("segmenter-source-topic", str(message.topic).encode()),
             ("segmenter-source-partition", str(message.partition).encode()),
             ("segmenter-source-offset", str(message.offset).encode()),
         ]
-        raw = message.value if isinstance(message.value, bytes) else b""
+        if raw is None:
+            raw = message.value if isinstance(message.value, bytes) else b""
         self.records.append((self.settings.dead_letter_topic, message.key, raw, headers))
         self.metrics.bad_events.labels(message.topic).inc()
 

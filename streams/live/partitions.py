@@ -45,6 +45,7 @@ class Partitions:
         self.settings = settings
         self.pack = pack
         self.offsets = offsets
+        self.limits = settings.limits()
         self.source_topics = [*settings.input_topics, settings.identity_topic]
         self.engines: dict[int, Engine] = {}
         self.views: dict[int, tuple[PartitionView[Any], ...]] = {}
@@ -72,7 +73,7 @@ class Partitions:
             aliases: PartitionView[str] = PartitionView(tables.aliases, partition, n, encode=str.encode,
                                                         decode=_decode_utf8)
             engine = Engine(self.pack, states=states, aliases=aliases, erased=MirroredView(erased),
-                            owns=aliases.local)
+                            owns=aliases.local, limits=self.limits)
             for topic in self.source_topics:
                 recorded = tables.progress.get(f"{topic}#{partition}")
                 if recorded is not None:

@@ -15,8 +15,10 @@ from typing import Any, Literal, NamedTuple
 import msgspec
 
 from streams.errors import SegmenterError
+from streams.model.limits import Limits
 
 ENV_PREFIX = "SEGMENTER_"
+_LIMITS = Limits()
 
 
 class WorkerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -34,9 +36,18 @@ class WorkerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     dead_letter_topic: str = "segmenter-dead-letter"
     segment_topics: bool = False
     channel_topics: bool = False
-    max_event_bytes: int = 64 * 1024
-    max_nesting: int = 20
+    max_event_bytes: int = _LIMITS.max_event_bytes
+    max_nesting: int = _LIMITS.max_nesting
+    max_id_length: int = _LIMITS.max_id_length
+    max_amount: float = _LIMITS.max_amount
+    max_quantity: int = _LIMITS.max_quantity
+    max_trait_length: int = _LIMITS.max_trait_length
+    max_cart_lines: int = _LIMITS.max_cart_lines
+    max_visitor_ids: int = _LIMITS.max_visitor_ids
+    max_recent_events: int = _LIMITS.max_recent_events
+    max_state_bytes: int = _LIMITS.max_state_bytes
     max_clock_skew: float = 300.0
+    handoff_wait: float = 30.0
     idle_after: float = 1.0
     tick_interval: float = 0.25
     # Live events wait at most align_wait for a topic whose end is not known yet; older ones as
@@ -58,6 +69,10 @@ class WorkerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ssl_cafile: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
+
+    def limits(self) -> Limits:
+        """The bounds of messages and customers' records, for the engines."""
+        return Limits(**{name: getattr(self, name) for name in Limits.__struct_fields__})
 
     @property
     def input_topics(self) -> list[str]:
@@ -100,7 +115,25 @@ HELP: dict[str, str] = {
     "segment_topics": "also write each change to <changes_topic>.<segment>",
     "channel_topics": "also write each change to <changes_topic>.<channel> for every channel it "
                       "has consent on",
-    "max_event_bytes": "largest input message accepted; larger ones are bad events",
+    "max_event_bytes": "largest input message accepted (bytes); larger ones are bad events",
+    "max_id_length": "longest id accepted (characters): event, customer, visitor, session, order and "
+                     "sku ids, device and channel; longer ones are bad events (too long)",
+    "max_amount": "largest price, total, refund or cart value accepted; larger ones are bad events "
+                  "(amount)",
+    "max_quantity": "largest quantity of a cart line or order item; larger ones are bad events (quantity)",
+    "max_trait_length": "longest string value of a declared trait (characters); longer ones are bad "
+                        "events (too long)",
+    "max_cart_lines": "distinct skus one customer's cart may hold; an add_to_cart of one more is a bad "
+                      "event (cart lines)",
+    "max_visitor_ids": "visitor ids merged into one customer; an identify of one more is a bad event "
+                       "(visitor ids)",
+    "max_recent_events": "events one customer may send within the allowed lateness (their ids are kept "
+                         "that long to drop duplicates); more are bad events (too many events)",
+    "max_state_bytes": "largest customer record the bounds above may lead to (bytes); the worker refuses "
+                       "to start with bounds that would allow more. Keep it under the changelog "
+                       "topics' max.message.bytes less max_event_bytes",
+    "handoff_wait": "seconds a customer's events wait for the visitor record an identify asked another "
+                    "partition for; then they go on without it",
     "max_clock_skew": "seconds an event's ts may be ahead of the wall clock; later ones are bad "
                       "events (reason future) and move no clock",
     "max_nesting": "deepest nesting of objects and arrays accepted in an input message; deeper "

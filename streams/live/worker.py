@@ -53,6 +53,7 @@ class Worker:
 
     def __init__(self, settings: WorkerSettings, pack: RulePack, clocks: Clocks | None = None) -> None:
         self.settings = settings
+        self.limits = settings.limits()
         self.clocks = clocks or Clocks()
         self.metrics = Metrics()
         self.app = make_app(settings)
@@ -71,7 +72,8 @@ class Worker:
         self.partitions = Partitions(self.app, self.tables, settings, pack, self.offsets)
         self.progress = ReadProgress(self.offsets)
         self.outbox = Outbox(settings, self.metrics)
-        self.identity = Identity(self.partitions.partition_of, self.outbox, self.metrics)
+        self.identity = Identity(self.partitions.partition_of, self.outbox, self.metrics,
+                                 monotonic=self.clocks.monotonic, wait=settings.handoff_wait)
         self.aligner = Aligner(self.source_topics, self.progress, max_wait=settings.align_wait,
                                max_wait_behind=30.0, max_buffered=50 * settings.batch_max,
                                bypass=settings.identity_topic)
@@ -183,7 +185,7 @@ class Worker:
         """Take in one fetch; apply what alignment releases; send its output; commit when due."""
         started = time.perf_counter()
         identity = self.settings.identity_topic
-        max_bytes, max_nesting = self.settings.max_event_bytes, self.settings.max_nesting
+        limits = self.limits
         latest = int((self.clocks.wall() + self.settings.max_clock_skew) * SECOND)
         owned = self.owned_partitions()
         push = self.aligner.push
@@ -203,7 +205,7 @@ class Worker:
                     handoff = decode_handoff(raw)
                     push(partition, topic, getattr(handoff, "ts", None), (record, handoff), at)
                     continue
-                decoded = decode(raw, max_bytes=max_bytes, max_nesting=max_nesting, latest=latest)
+                decoded = decode(raw, limits=limits, latest=latest)
                 push(partition, topic, None if isinstance(decoded, BadEvent) else decoded.instant,
                      (record, decoded), at)
             self.offsets.received[topic, partition] = batch[-1].offset

@@ -16,17 +16,16 @@ from typing import Annotated, Any
 import msgspec
 
 from streams.model.clock import Instant, format_instant, from_datetime
+from streams.model.limits import DEFAULT_LIMITS, Limits
 
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 Amount = Annotated[float, msgspec.Meta(ge=0)]
 Quantity = Annotated[int, msgspec.Meta(ge=1)]
 AwareTime = Annotated[datetime, msgspec.Meta(tz=True)]
 
-DEFAULT_MAX_EVENT_BYTES = 64 * 1024
-DEFAULT_MAX_NESTING = 20
 DEFAULT_MAX_CLOCK_SKEW = 5 * 60 * 1_000_000
 """How far ahead of the wall clock an event's ``ts`` may be (5 minutes, in microseconds)."""
-"""Objects and arrays inside one another; real events nest four or five deep."""
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 _BRACKET = re.compile(rb"[\[\]{}]")
 
@@ -234,12 +233,12 @@ class BadEvent(msgspec.Struct, gc=False):
 _decoder = msgspec.json.Decoder(Event)
 
 
-def decode(raw: bytes, *, max_bytes: int = DEFAULT_MAX_EVENT_BYTES,
-           max_nesting: int = DEFAULT_MAX_NESTING, latest: Instant | None = None) -> Envelope | BadEvent:
+def decode(raw: bytes, *, limits: Limits = DEFAULT_LIMITS, latest: Instant | None = None) -> Envelope | BadEvent:
     """One message to an event, or to a BadEvent naming the field and the problem; never an
     exception, whatever the bytes. An event stamped after ``latest`` (the wall clock plus the
     allowed skew) is a bad event: it would move its partition's clock and fire every deadline
     there at once."""
+    max_bytes, max_nesting = limits.max_event_bytes, limits.max_nesting
     if len(raw) > max_bytes:
         return BadEvent(f"event is {len(raw)} bytes, over the maximum of {max_bytes}", raw)
     depth = nesting(raw, max_nesting)
@@ -253,7 +252,7 @@ def decode(raw: bytes, *, max_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         return BadEvent(f"not valid JSON: {exc}", raw)
     except RecursionError:  # a limit set above what the decoder can follow
         return BadEvent("nesting: objects and arrays nested too deep for the decoder", raw)
-    problem = _check_ids(event)
+    problem = _check_ids(event) or _check_bounds(event, limits)
     if problem:
         return BadEvent(problem, raw, event_id=event.event_id)
     if latest is not None and event.instant > latest:
@@ -295,6 +294,58 @@ def _check_ids(event: Envelope) -> str | None:
     if tag == "identify" and event.anonymous_id is None:
         return "`identify` links `anonymous_id` to `customer_id`: `anonymous_id` is missing - at `$.anonymous_id`"
     return None
+
+
+def _check_bounds(event: Envelope, limits: Limits) -> str | None:
+    """Ids of bounded length and without control characters; finite amounts and quantities under
+    their maximums. What a customer's record keeps of an event is bounded by these."""
+    longest = limits.max_id_length
+    for name in ("event_id", "customer_id", "anonymous_id"):
+        value = getattr(event, name)
+        if value is not None:
+            if len(value) > longest:
+                return _too_long(f"$.{name}", value, longest)
+            if _CONTROL.search(value):
+                return f"control character: `{name}` contains a control character - at `$.{name}`"
+    for name in ("session_id", "device", "channel"):
+        value = getattr(event, name)
+        if value is not None and len(value) > longest:
+            return _too_long(f"$.{name}", value, longest)
+    props = getattr(event, "properties", None)
+    if props is None:
+        return None
+    for name in ("sku", "order_id"):
+        value = getattr(props, name, None)
+        if value is not None and len(value) > longest:
+            return _too_long(f"$.properties.{name}", value, longest)
+    for name in ("price", "total", "amount", "cart_value"):
+        value = getattr(props, name, None)
+        if value is not None and not value <= limits.max_amount:
+            return _too_much(f"$.properties.{name}", value, limits.max_amount)
+    quantity = getattr(props, "quantity", None)
+    if quantity is not None and quantity > limits.max_quantity:
+        return _too_many("$.properties.quantity", quantity, limits.max_quantity)
+    for i, item in enumerate(getattr(props, "items", ())):
+        where = f"$.properties.items[{i}]"
+        if item.sku is not None and len(item.sku) > longest:
+            return _too_long(f"{where}.sku", item.sku, longest)
+        if item.price is not None and not item.price <= limits.max_amount:
+            return _too_much(f"{where}.price", item.price, limits.max_amount)
+        if item.quantity > limits.max_quantity:
+            return _too_many(f"{where}.quantity", item.quantity, limits.max_quantity)
+    return None
+
+
+def _too_long(where: str, value: str, limit: int) -> str:
+    return f"too long: {len(value)} characters, over the maximum of {limit} - at `{where}`"
+
+
+def _too_much(where: str, value: float, limit: float) -> str:
+    return f"amount: {value!r} is over the maximum of {limit:g} or not a finite number - at `{where}`"
+
+
+def _too_many(where: str, value: int, limit: int) -> str:
+    return f"quantity: {value} is over the maximum of {limit} - at `{where}`"
 
 
 def type_of(event: Envelope) -> str:

@@ -51,7 +51,8 @@ class CustomerState(msgspec.Struct, array_like=True, omit_defaults=True, gc=Fals
     deadline: Instant | None = None
     """The next instant at which time alone may change a membership; mirrors the timer index."""
     seen: list[int] = msgspec.field(default_factory=list)
-    """Hashes of the latest event ids, to drop exact duplicates (a bounded ring)."""
+    """Hashes of the ids of the events applied within the allowed lateness (and of their order
+    ids), to drop duplicates; in the order they came, with their times in ``seen_at``."""
     anon_ids: list[str] = msgspec.field(default_factory=list)
     """Anonymous ids merged into this customer, so erasure can forget them too."""
     consent_at: Instant | None = None
@@ -65,6 +66,8 @@ class CustomerState(msgspec.Struct, array_like=True, omit_defaults=True, gc=Fals
     """Source (a topic partition) -> position (offset) of the latest of its messages applied
     here. The live worker passes positions, so a message redelivered after a crash is
     recognised whatever its id and however many came after it."""
+    seen_at: list[int] = msgspec.field(default_factory=list)
+    """The event time, in whole seconds, of each id in ``seen``."""
 
     @property
     def cart_items(self) -> int:

@@ -21,6 +21,7 @@ from streams.engine import Engine
 from streams.model.changes import SegmentChange
 from streams.model.clock import Instant, format_instant, from_datetime
 from streams.model.events import DEFAULT_MAX_CLOCK_SKEW, BadEvent
+from streams.model.limits import DEFAULT_LIMITS, Limits
 from streams.rules.pack import RulePack
 
 
@@ -86,11 +87,12 @@ def run(engine: Engine, lines: Iterable[bytes], *, name: str, until: Instant | N
 
 
 def replay_file(pack: RulePack, path: str, *, until: Instant | None = None,
-                out: BinaryIO | None = None, err: TextIO | None = None, progress: bool | None = None) -> Summary:
+                out: BinaryIO | None = None, err: TextIO | None = None, progress: bool | None = None,
+                limits: Limits = DEFAULT_LIMITS) -> Summary:
     """The command: ``path`` is a file name or ``-`` for standard input."""
     out = out if out is not None else sys.stdout.buffer
     err = err if err is not None else sys.stderr
-    engine = Engine(pack)
+    engine = Engine(pack, limits=limits)
     write = out.write
     buffer: list[bytes] = []
 

@@ -139,7 +139,8 @@ class _Loader:
         kept = {n: w for n, w in windows.items() if n in used}
         fields = {n: f for n, f in scope_fields.items()
                   if not n.startswith("windows.") or n.removeprefix("windows.") in used}
-        return RulePack(tuple(rules), kept, fields, allowed_lateness=lateness, directory=str(self.directory))
+        return RulePack(tuple(rules), kept, fields, allowed_lateness=lateness, directory=str(self.directory),
+                        traits=frozenset(traits))
 
     # --- files -------------------------------------------------------------------------
 

@@ -67,6 +67,8 @@ class RulePack:
     """Everything a rule may read, to build a change's reason."""
     allowed_lateness: Duration = DEFAULT_ALLOWED_LATENESS
     directory: str = ""
+    traits: frozenset[str] = frozenset()
+    """The profile traits the pack declares: the only ones a customer's record keeps."""
     windows_for_type: dict[str, tuple[WindowDef, ...]] = field(default_factory=dict)
     timed_rules: tuple[Rule, ...] = ()
     affected: dict[tuple[str, bool, bool], tuple[Rule, ...]] = field(default_factory=dict)

@@ -16,6 +16,7 @@ from streams.engine import Engine
 from streams.model.changes import SegmentChange
 from streams.model.clock import DAY, HOUR, MINUTE, SECOND, format_instant, parse_instant
 from streams.model.events import BadEvent
+from streams.model.limits import DEFAULT_LIMITS, Limits
 from streams.rules.load import load_pack
 from streams.rules.pack import RulePack
 
@@ -72,8 +73,8 @@ _ids = itertools.count()
 
 
 class Scenario:
-    def __init__(self, pack: RulePack | None = None) -> None:
-        self.engine = Engine(pack or default_pack())
+    def __init__(self, pack: RulePack | None = None, limits: Limits = DEFAULT_LIMITS) -> None:
+        self.engine = Engine(pack or default_pack(), limits=limits)
         self.log: list[SegmentChange] = []
         self.bad: list[BadEvent] = []
 

@@ -23,12 +23,12 @@ from streams.live.settings import WorkerSettings
 from streams.model.clock import parse_instant
 from streams.model.events import (
     DEFAULT_MAX_CLOCK_SKEW,
-    DEFAULT_MAX_NESTING,
     BadEvent,
     Envelope,
     decode,
     nesting,
 )
+from streams.model.limits import DEFAULT_LIMITS, Limits
 from streams.offline.replay import latest_accepted
 from streams.rules.load import load_pack
 
@@ -53,9 +53,9 @@ def test_deep_nesting_is_a_bad_event_with_its_reason() -> None:
 
 
 def test_the_nesting_limit_is_exact() -> None:
-    assert isinstance(decode(nested(DEFAULT_MAX_NESTING)), Envelope)
-    assert isinstance(decode(nested(DEFAULT_MAX_NESTING + 1)), BadEvent)
-    assert isinstance(decode(nested(8), max_nesting=7), BadEvent)
+    assert isinstance(decode(nested(DEFAULT_LIMITS.max_nesting)), Envelope)
+    assert isinstance(decode(nested(DEFAULT_LIMITS.max_nesting + 1)), BadEvent)
+    assert isinstance(decode(nested(8), limits=Limits(max_nesting=7)), BadEvent)
 
 
 def test_brackets_inside_strings_are_not_nesting() -> None:
@@ -93,7 +93,7 @@ def live_side() -> tuple[Identity, Outbox]:
     settings = WorkerSettings(partitions=1)
     metrics = Metrics()
     outbox = Outbox(settings, metrics)
-    return Identity(lambda _key: 0, outbox, metrics), outbox
+    return Identity(lambda _key: 0, outbox, metrics, monotonic=lambda: 0.0, wait=30.0), outbox
 
 
 def message(value: bytes, offset: int = 7) -> Any:
@@ -165,3 +165,40 @@ def test_the_future_limit_follows_until_in_replay() -> None:
                                "ts": "2099-01-01T00:00:00Z"})
     assert isinstance(decode(raw, latest=latest_accepted(until)), Envelope)
     assert isinstance(decode(raw, latest=latest_accepted(None)), BadEvent)
+
+
+def test_a_merge_that_never_comes_back_holds_the_customers_events_for_handoff_wait_at_most() -> None:
+    settings = WorkerSettings(partitions=2)
+    metrics, now = Metrics(), [0.0]
+    outbox = Outbox(settings, metrics)
+    identity = Identity(lambda key: 1 if key.startswith("v") else 0, outbox, metrics,
+                        monotonic=lambda: now[0], wait=30.0)
+    engine = Engine(load_pack(DEFAULT_RULES))
+    identify = event("identify", 0, "c1", anonymous="v1")
+    decoded = decode(identify)
+    assert isinstance(decoded, Envelope)
+    identity.apply_message(0, engine, message(identify), decoded)  # a Link goes out; it is lost
+    later = decode(event("page_view", 1, "c1"))
+    assert identity.held((None, later))
+    now[0] = 29.9
+    assert identity.held((None, later))
+    now[0] = 30.0
+    assert not identity.held((None, later)), "after handoff_wait the customer's events go on"
+    assert not identity.held((None, later))
+    assert b"segmenter_handoffs_given_up_total 1.0" in metrics.render()
+
+
+def test_a_merge_beyond_the_visitor_limit_is_a_dead_letter_of_the_identify_and_unlinks_the_visitor() -> None:
+    from streams.live.handoffs import Merge, Unlink, decode_handoff
+    from streams.model.limits import Limits
+
+    identity, outbox = live_side()
+    engine = Engine(load_pack(DEFAULT_RULES), limits=Limits(max_visitor_ids=0))
+    identify = event("identify", 0, "c1", anonymous="v1")
+    merge = Merge("v1", "c1", None, identify, 0)
+    identity.receive_message(0, engine, message(b"merge-bytes"), merge)
+    (value, headers), = dead_letters(outbox)
+    assert value == identify, "the dead letter keeps the event the hand-off carried"
+    assert headers["segmenter-reason"].startswith(b"visitor ids: ")
+    handoffs = [decode_handoff(v) for topic, _k, v, _h in outbox.records if topic.endswith("-identity")]
+    assert handoffs == [Unlink("v1")]

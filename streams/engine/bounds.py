@@ -1,0 +1,55 @@
+"""How large a customer's record can get under the limits, and the check that it fits.
+
+Every part of a record that grows with input is bounded by one limit (:mod:`streams.model.limits`),
+so the largest record follows from the limits and the rule pack alone; the worker and replay
+refuse limits under which it could pass ``max_state_bytes``. Counting is per msgpack's encoding:
+a string of n UTF-8 bytes takes n and a header of at most 5, an integer or float at most 9.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from streams.errors import SegmenterError
+from streams.model.limits import Limits
+from streams.model.state import CustomerState
+from streams.model.windows import MAX_ENTRIES
+from streams.rules.pack import RulePack
+
+_NUMBER = 9
+_HEADER = 5
+_SLACK = 1024
+"""For what is not counted one by one: the record's own header, booleans, small counters."""
+
+
+def _text(characters: int) -> int:
+    return 4 * characters + _HEADER  # UTF-8: four bytes a character at most
+
+
+def largest_record(pack: RulePack, limits: Limits, sources: int = 0, source_length: int = 0) -> int:
+    """The most bytes a customer's encoded record can take. ``sources``: the topic partitions a
+    live worker records positions of (``source_length`` characters each)."""
+    scalars = len(CustomerState.__struct_fields__) * _NUMBER
+    an_id = _text(limits.max_id_length)
+    labels = 3 * an_id  # device, channel, first channel
+    cart = _HEADER + limits.max_cart_lines * (an_id + 1 + 2 * _NUMBER)
+    trait = max(_NUMBER, _text(limits.max_trait_length))
+    traits = _HEADER + sum(_text(len(name)) + trait for name in pack.traits)
+    windows = _HEADER + sum(_text(len(name)) + _HEADER + 2 * MAX_ENTRIES * _NUMBER for name in pack.windows)
+    members = _HEADER + sum(_text(len(rule.name)) + _NUMBER for rule in pack.rules)
+    seen = 2 * _HEADER + limits.max_recent_events * 2 * _NUMBER
+    visitors = _HEADER + limits.max_visitor_ids * an_id
+    positions = _HEADER + sources * (_text(source_length) + _NUMBER)
+    return scalars + labels + cart + traits + windows + members + seen + visitors + positions + _SLACK
+
+
+def check(pack: RulePack, limits: Limits, sources: int = 0, source_length: int = 0) -> None:
+    """Refuse limits under which a record could outgrow ``max_state_bytes``."""
+    largest = largest_record(pack, limits, sources, source_length)
+    if largest > limits.max_state_bytes:
+        settings = ", ".join(f"{name}={value}" for name, value in msgspec.structs.asdict(limits).items())
+        raise SegmenterError(
+            f"limits: a customer's record could reach {largest} bytes, over max_state_bytes "
+            f"({limits.max_state_bytes}); lower max_recent_events, max_cart_lines, max_visitor_ids, "
+            f"max_id_length or max_trait_length, or raise max_state_bytes with the changelog topics' "
+            f"max.message.bytes ({settings})")

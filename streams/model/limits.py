@@ -1,0 +1,58 @@
+"""What one message and one customer may take up.
+
+Every bound is a worker setting of the same name (and ``segmenter replay`` reads the same
+``SEGMENTER_*`` variables, so both drivers draw the same line); a message beyond one is a bad
+event whose reason names the bound. Per customer, the bounds together keep the encoded record
+under ``max_state_bytes``, which must fit in one Kafka message: the worker and replay refuse
+to start with limits that would not (:func:`streams.engine.bounds.check`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import msgspec
+
+from streams.errors import SegmenterError
+
+
+class Limits(msgspec.Struct, frozen=True, kw_only=True):
+    max_event_bytes: int = 64 * 1024
+    """Largest message accepted (bytes)."""
+    max_nesting: int = 20
+    """Deepest nesting of objects and arrays in a message; real events nest four or five deep."""
+    max_id_length: int = 256
+    """Longest id (characters): event, customer, visitor, session, order and sku ids, and the
+    ``device`` and ``channel`` labels."""
+    max_amount: float = 1e9
+    """Largest amount: prices, totals, refunds, cart values."""
+    max_quantity: int = 10_000
+    """Largest quantity of one cart line or order item."""
+    max_trait_length: int = 1024
+    """Longest string value of a declared trait (characters)."""
+    max_cart_lines: int = 100
+    """Distinct skus in one customer's cart."""
+    max_visitor_ids: int = 50
+    """Visitor ids merged into one customer."""
+    max_recent_events: int = 10_000
+    """Events one customer may send within the allowed lateness: their ids are remembered that
+    long, to drop duplicates."""
+    max_state_bytes: int = 512 * 1024
+    """Largest encoded customer record the bounds above may lead to; it, a hand-off's envelope
+    and the event that caused it must fit in one Kafka message (1 MiB by default)."""
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def from_environ(environ: Mapping[str, str] | None = None) -> Limits:
+    """The limits the ``SEGMENTER_*`` variables set (``SEGMENTER_MAX_CART_LINES``, ...), as the
+    worker reads them: replay given the worker's environment draws the same lines."""
+    environ = os.environ if environ is None else environ
+    values = {name: environ[f"SEGMENTER_{name.upper()}"] for name in Limits.__struct_fields__
+              if f"SEGMENTER_{name.upper()}" in environ}
+    try:
+        return msgspec.convert(values, Limits, strict=False)
+    except msgspec.ValidationError as exc:
+        raise SegmenterError(f"invalid limit in the SEGMENTER_* variables: {exc}") from None
