@@ -9,6 +9,7 @@ events beyond the allowed lateness, and counts what it did.
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
@@ -67,6 +68,8 @@ class Engine:
         """Visitor ids whose alias another engine holds and must forget: the driver sends them on
         (:meth:`take_unlinked`)."""
         self.timers = TimerIndex()
+        self.expiring: list[tuple[Instant, str]] = []
+        """Erasure markers by time (a heap), so that each goes once the allowed lateness has passed."""
         self.clock = clock
         self.stats = Stats()
         self.sizes: Counter[str] = Counter()
@@ -76,6 +79,7 @@ class Engine:
         """Timer index and segment sizes from the store, after a restart or a rebalance."""
         self.timers.rebuild((key, state.deadline) for key, state in self.states.items())
         self.sizes = Counter(name for state in self.states.values() for name in state.memberships())
+        self.expiring = sorted((at, key) for key, at in self.erased.items())
 
     # --- input -------------------------------------------------------------------------------
 
@@ -160,8 +164,7 @@ class Engine:
             if state is not None:
                 self._erase(key, state, ts, changes)
             else:  # nothing held yet: the marker alone keeps a late event from recreating them
-                self.erased[key] = ts
-                self._forget_old_erasures()
+                self._mark_erased(key, ts)
             self.stats.events += 1
             return changes
         fresh = state is None
@@ -209,6 +212,8 @@ class Engine:
         if first is None or first > until or (first == until and not inclusive):
             if self.clock is None or until > self.clock:
                 self.clock = until
+                if self.expiring:
+                    self._forget_old_erasures()
             return changes
         for deadline, key in self.timers.pop_due(until, inclusive=inclusive):
             state = self.states.get(key)
@@ -223,6 +228,8 @@ class Engine:
                 changes += new
         if self.clock is None or until > self.clock:
             self.clock = until
+            if self.expiring:
+                self._forget_old_erasures()
         return changes
 
     def tick(self, clock: Instant) -> list[SegmentChange]:
@@ -311,8 +318,7 @@ class Engine:
             self.states.pop(anon, None)
         del self.states[key]
         self.timers.discard(key)
-        self.erased[key] = max(ts, state.clock)
-        self._forget_old_erasures()
+        self._mark_erased(key, max(ts, state.clock))
 
     def _set_alias(self, anon: str, key: str) -> None:
         if self.owns is None or self.owns(anon):
@@ -324,13 +330,21 @@ class Engine:
         else:
             self.unlinked.append(anon)
 
+    def _mark_erased(self, key: str, at: Instant) -> None:
+        self.erased[key] = at
+        heapq.heappush(self.expiring, (at, key))
+        self._forget_old_erasures()
+
     def _forget_old_erasures(self) -> None:
         """Past the allowed lateness no event of the old life can arrive: drop the marker."""
-        if self.clock is None:
+        expiring = self.expiring
+        if self.clock is None or not expiring:
             return
         horizon = self.clock - self.pack.allowed_lateness
-        for key in [k for k, at in self.erased.items() if at < horizon]:
-            del self.erased[key]
+        while expiring and expiring[0][0] < horizon:
+            at, key = heapq.heappop(expiring)
+            if self.erased.get(key) == at:
+                del self.erased[key]
 
     def _count(self, changes: list[SegmentChange]) -> None:
         for change in changes:

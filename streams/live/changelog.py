@@ -7,7 +7,10 @@ partition. When the batches are acknowledged the store is told the changelog off
 holds, exactly what faust does after its own sends, so that faust's recovery (on restart,
 rebalance or a standby's catch-up) reads the same topic the same way.
 
-A RocksDB store gets one write batch per partition, the bytes of the changelog records, as
+Nothing reaches a store before the broker has acknowledged its changelog record: a store ahead
+of its changelog would, after a failed send and a restart on the same disk, skip re-read events
+as already applied, and a standby restoring from the changelog would hold another value. A
+RocksDB store then gets one write batch per partition, the bytes of the changelog records, as
 faust's own recovery writes them (``Store.apply_changelog_batch``): a put at a time through
 the store costs twice as much, and the write-back of a commit is work the event loop does in
 one go while events wait. Until the batch is written the values are still readable from the
@@ -17,6 +20,7 @@ views that gave them (:class:`streams.live.views.PartitionView` keeps them until
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from typing import Any
 
 import rocksdict
@@ -34,11 +38,13 @@ class ChangelogWrites:
         self._stored: dict[tuple[Any, int], Any] = {}
         """(RocksDB store, partition) -> its write batch, written by :meth:`apply_to_stores`.
         (``_db_for_partition`` is faust's, the same its recovery writes through.)"""
+        self._puts: list[tuple[contextvars.Context, Any, str, bytes | None]] = []
+        """Writes to other stores, each with the context (the partition) it was made in."""
         self.records = 0
 
     def write(self, table: Any, partition: int, key: str, value: bytes | None) -> None:
-        """Store ``value`` under ``key`` (None deletes it; a RocksDB store at :meth:`send`) and
-        queue its changelog record."""
+        """Queue the changelog record of ``value`` under ``key`` (None deletes it), and its write
+        to the store, which :meth:`send` makes once the record is acknowledged."""
         raw_key = key.encode()
         store = table.data
         if isinstance(store, RocksDBStore) and store.use_rocksdict:
@@ -49,11 +55,8 @@ class ChangelogWrites:
                 batch.delete(raw_key)
             else:
                 batch.put(raw_key, value)
-        elif value is None:
-            if key in store:
-                del store[key]
         else:
-            store[key] = value
+            self._puts.append((contextvars.copy_context(), store, key, value))
         slot = (table, partition)
         builder = self._open.get(slot)
         if builder is None:
@@ -67,15 +70,17 @@ class ChangelogWrites:
         self.records += 1
 
     def apply_to_stores(self) -> None:
-        """Write the RocksDB write batches: what :meth:`write` gave since, readable from the stores."""
+        """Write what :meth:`write` gave since to the stores, readable there from now on."""
         for (store, partition), batch in self._stored.items():
             store._db_for_partition(partition).write(batch)
         self._stored = {}
+        for context, store, key, value in self._puts:
+            context.run(_put, store, key, value)
+        self._puts = []
 
     async def send(self) -> int:
-        """Send what was written, wait for the broker, and record the changelog offsets in the
-        stores. Returns the number of records."""
-        self.apply_to_stores()
+        """Send what was written, wait for the broker, then write the stores and record the
+        changelog offsets they hold. Returns the number of records."""
         batches = self._full
         for (table, partition), builder in self._open.items():
             builder.close()
@@ -83,12 +88,14 @@ class ChangelogWrites:
         self._open = {}
         self._full = []
         if not batches:
+            self.apply_to_stores()
             return 0
         futures = []
         for table, partition, builder in batches:
             topic = table.changelog_topic.get_topic_name()
             futures.append(await self.producer.send_batch(builder, topic, partition=partition))
         results = await asyncio.gather(*futures)
+        self.apply_to_stores()
         last: dict[tuple[Any, int], int] = {}
         for (table, partition, builder), metadata in zip(batches, results, strict=True):
             end = metadata.offset + builder.record_count() - 1
@@ -97,3 +104,11 @@ class ChangelogWrites:
             table.data.set_persisted_offset(TP(table.changelog_topic.get_topic_name(), partition), offset)
         written, self.records = self.records, 0
         return written
+
+
+def _put(store: Any, key: str, value: bytes | None) -> None:
+    if value is None:
+        if key in store:
+            del store[key]
+    else:
+        store[key] = value

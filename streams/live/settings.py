@@ -48,6 +48,8 @@ class WorkerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_state_bytes: int = _LIMITS.max_state_bytes
     max_clock_skew: float = 300.0
     handoff_wait: float = 30.0
+    identity_retention: float = 7 * 24 * 3600.0
+    dead_letter_retention: float = 7 * 24 * 3600.0
     idle_after: float = 1.0
     tick_interval: float = 0.25
     # Live events wait at most align_wait for a topic whose end is not known yet; older ones as
@@ -132,6 +134,10 @@ HELP: dict[str, str] = {
     "max_state_bytes": "largest customer record the bounds above may lead to (bytes); the worker refuses "
                        "to start with bounds that would allow more. Keep it under the changelog "
                        "topics' max.message.bytes less max_event_bytes",
+    "identity_retention": "seconds the identity topic keeps hand-offs (they carry visitors' records); set "
+                          "when the worker creates the topic",
+    "dead_letter_retention": "seconds the dead-letter topic keeps bad events (they may carry customer "
+                             "data); set when the worker creates the topic",
     "handoff_wait": "seconds a customer's events wait for the visitor record an identify asked another "
                     "partition for; then they go on without it",
     "max_clock_skew": "seconds an event's ts may be ahead of the wall clock; later ones are bad "

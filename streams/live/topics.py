@@ -24,8 +24,12 @@ TOPIC_ALREADY_EXISTS = 36
 def wanted_topics(settings: WorkerSettings, app: faust.App) -> dict[str, NewTopic]:
     """Every topic the worker reads or writes, the changelogs of ``app``'s tables included."""
     s = settings
-    wanted = {t: NewTopic(t, s.partitions, 1) for t in
-              [*s.input_topics, s.identity_topic, s.changes_topic, s.dead_letter_topic]}
+    wanted = {t: NewTopic(t, s.partitions, 1) for t in [*s.input_topics, s.changes_topic]}
+    # What carries customer data besides the tables is kept only so long: an erased customer is
+    # gone from it within its retention (docs/worker.md, Erasure).
+    for topic, retention in ((s.identity_topic, s.identity_retention),
+                             (s.dead_letter_topic, s.dead_letter_retention)):
+        wanted[topic] = NewTopic(topic, s.partitions, 1, topic_configs={"retention.ms": str(int(retention * 1000))})
     tables: Any = app.tables
     for table in tables.values():
         topic = table.changelog_topic

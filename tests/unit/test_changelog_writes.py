@@ -56,3 +56,31 @@ def test_what_a_commit_writes_is_in_the_store_afterwards(store: str, tmp_path: P
     assert read(table, 2, "carol") == b"C"
     if store == "rocksdb://":
         assert read(table, 2, "alice") is None, "a key is stored in its own partition's database"
+
+
+@pytest.mark.parametrize("store", ["rocksdb://", "memory://"])
+def test_nothing_reaches_the_store_before_the_changelog_has_it(store: str, tmp_path: Path) -> None:
+    table = customers_table(store, tmp_path)
+    with in_partition(table.app, "clickstream", 1):
+        table.data["alice"] = b"before"
+
+    async def failing_commit() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:9")  # never started: batches only
+
+        async def send_batch(*_args: object, **_kwargs: object) -> asyncio.Future[object]:
+            future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+            future.set_exception(ConnectionError("the broker is gone"))
+            return future
+
+        producer.send_batch = send_batch  # type: ignore[method-assign]
+        writes = ChangelogWrites(producer)
+        with in_partition(table.app, "clickstream", 1):
+            writes.write(table, 1, "alice", b"after")
+            writes.write(table, 1, "bob", b"new")
+        with pytest.raises(ConnectionError):
+            await writes.send()
+        await producer.stop()
+
+    asyncio.run(failing_commit())
+    assert read(table, 1, "alice") == b"before", "a failed changelog send leaves the store as it was"
+    assert read(table, 1, "bob") is None

@@ -47,3 +47,24 @@ def test_a_visitor_id_can_be_erased_on_its_own() -> None:
     assert sorted(c.segment for c in exits) == sorted(members)
     s.add_to_cart(None, minutes(20), anonymous="v1", sku="B", price=10.0)  # older: stays out
     assert s.engine.state_of("v1") is None
+
+
+def test_an_erasure_marker_expires_once_the_allowed_lateness_has_passed_with_no_other_erasure() -> None:
+    s = Scenario()
+    s.customer_erased("c1", minutes(5))
+    s.page_view("c2", days(7))
+    assert "c1" in s.engine.erased, "within the allowed lateness the marker stays"
+    s.advance(days(7) + minutes(6))  # time alone, as an idle partition's clock moves
+    assert "c1" not in s.engine.erased
+    s.page_view("c1", minutes(1))  # from before the erasure, but late now: dropped as late
+    assert s.engine.state_of("c1") is None and s.bad[-1].reason.startswith("late: ")
+
+
+def test_markers_restored_from_the_store_expire_too() -> None:
+    from streams.engine import Engine
+
+    s = Scenario()
+    s.customer_erased("c1", minutes(5))
+    engine = Engine(s.engine.pack, erased=dict(s.engine.erased), clock=s.engine.clock)
+    engine.advance(s.engine.clock + days(8))
+    assert engine.erased == {}
