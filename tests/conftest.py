@@ -8,6 +8,8 @@
   The session stops it at the end only if it started it. If it cannot start, the
   integration tests are skipped, except under ``CI`` (or ``SEGMENTER_REQUIRE_KAFKA=1``),
   where they fail.
+- ``kafka_control``: ``stop()`` and ``start()`` of that broker, for fault tests (only when the
+  session started it; skipped, or failed under ``CI``, with a broker given from outside).
 - ``new_topic(partitions=1)`` creates a topic with a name no other test uses;
   ``new_group_id()`` gives a fresh consumer group id.
 """
@@ -30,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
 KAFKA_SCRIPT = ROOT / "scripts" / "kafka"
 
-BROKER_FIXTURES = frozenset({"kafka_bootstrap", "new_topic", "new_group_id"})
+BROKER_FIXTURES = frozenset({"kafka_bootstrap", "kafka_control", "new_topic", "new_group_id"})
 # Generous: a cold start fetches the broker's jars from Maven first.
 KAFKA_START_SUBPROCESS_TIMEOUT_S = 900
 
@@ -129,13 +131,49 @@ def kafka_bootstrap() -> Iterator[str]:
             pytest.fail(message, pytrace=False)
         pytest.skip(message + "\n(set CI=true or SEGMENTER_REQUIRE_KAFKA=1 to fail instead)")
 
+    _controlled["env"] = env
     try:
         yield f"127.0.0.1:{port}"
     finally:
+        _controlled.clear()
         if not already_running:
             stopped = _kafka("stop", env, timeout=120)
             if stopped.returncode != 0:
                 print(f"scripts/kafka stop failed:\n{stopped.stdout}{stopped.stderr}")
+
+
+_controlled: dict[str, dict[str, str]] = {}
+"""The environment of the broker this session runs with scripts/kafka."""
+
+
+class KafkaControl:
+    """Stop and start the session's broker (its data stays): a broker outage, for fault tests."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+
+    def stop(self) -> None:
+        done = _kafka("stop", self.env, timeout=120)
+        assert done.returncode == 0, f"scripts/kafka stop failed:\n{done.stdout}{done.stderr}"
+
+    def start(self) -> None:
+        done = _kafka("start", self.env, timeout=300)
+        assert done.returncode == 0, f"scripts/kafka start failed:\n{done.stdout}{done.stderr}"
+
+
+@pytest.fixture
+def kafka_control(kafka_bootstrap: str) -> Iterator[KafkaControl]:
+    env = _controlled.get("env")
+    if env is None:
+        message = "the broker was not started by this session (KAFKA_BOOTSTRAP_SERVERS): it cannot be stopped"
+        if _broker_required():
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    control = KafkaControl(env)
+    try:
+        yield control
+    finally:
+        control.start()  # whatever the test did, the next one finds the broker up
 
 
 def _run_async(coro: Coroutine[Any, Any, T]) -> T:

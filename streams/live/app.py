@@ -63,6 +63,8 @@ def make_app(settings: WorkerSettings) -> faust.App:
         web_enabled=True,
         web_bind=s.web_host,
         web_port=s.web_port,
+        canonical_url=s.web_address(),  # where the other workers forward requests for this one's customers
+        web_router_enabled=False,  # it would tell anyone which worker holds whom
         web_tables_enabled=False,  # it would serve customer data to anyone who asks
         web_graph_enabled=False,
         web_stats_enabled=False,

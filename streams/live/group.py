@@ -30,6 +30,10 @@ class GroupSink(Protocol):
 
 class _Thread(faust_aiokafka.AIOKafkaConsumerThread):
     sink: ClassVar[GroupSink]
+    # With the broker gone, the consumer's thread never says it stopped: the worker would wait
+    # out mode's 60 s before exiting, past a container's usual grace period. Its work is
+    # committed before it is stopped (``settle``), so a shorter wait loses nothing.
+    shutdown_timeout = 10.0
 
     async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
         # In the consumer's own thread, before its fetcher sees the new assignment through.

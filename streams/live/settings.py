@@ -8,6 +8,7 @@ docker-compose and Kubernetes pass them, and a flag (``--bootstrap-servers``), w
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from collections.abc import Mapping
 from typing import Any, Literal, NamedTuple
@@ -64,6 +65,8 @@ class WorkerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     commit_interval: float = 0.5
     web_host: str = "127.0.0.1"
     web_port: int = 6066
+    web_url: str | None = None
+    web_token: str | None = None
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
     sasl_username: str | None = None
@@ -71,6 +74,13 @@ class WorkerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ssl_cafile: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
+
+    def web_address(self) -> str:
+        """Where the other workers reach this one's HTTP endpoints."""
+        if self.web_url:
+            return self.web_url
+        host = socket.gethostname() if self.web_host in ("0.0.0.0", "::", "") else self.web_host
+        return f"http://{host}:{self.web_port}"
 
     def limits(self) -> Limits:
         """The bounds of messages and customers' records, for the engines."""
@@ -154,6 +164,10 @@ HELP: dict[str, str] = {
     "commit_interval": "seconds between commits of state and offsets (bounds what a crash re-reads)",
     "web_host": "address the HTTP endpoints bind to (loopback unless told otherwise)",
     "web_port": "port of the HTTP endpoints (health, metrics, segments, customers)",
+    "web_url": "URL the other workers reach this one's HTTP endpoints at, to forward requests for the "
+               "customers it holds (default http://<web_host>:<web_port>)",
+    "web_token": "token a caller of /customers/ must send (Authorization: Bearer <token>); without one, "
+                 "customer data is served to no one. Give it as the environment variable, not the flag",
     "security_protocol": "Kafka security protocol: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL",
     "sasl_mechanism": "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
     "sasl_username": "SASL user name",

@@ -1,19 +1,23 @@
 """The worker's HTTP endpoints (faust web; bound to loopback unless configured).
 
 - ``GET /customers/{id}``: a customer's segments and state, answered by the worker that owns
-  the id (faust forwards the request there);
+  the id (faust forwards the request there, token included), and only to a caller who sends
+  the worker's token (``Authorization: Bearer <web_token>``): without a token configured,
+  customer data is served to no one;
 - ``GET /segments``: segment sizes on this worker;
 - ``GET /health``: 200 once the worker owns its partitions and has restored them, else 503;
 - ``GET /metrics``: Prometheus text.
 
 The endpoints read the worker through a :class:`Readout`, never change it. faust's own table
-views stay off: they would serve every customer's record to anyone.
+views and its ``/router/`` pages stay off: they would tell anyone which worker holds whom.
 """
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import wraps
 from typing import Any
 
 import faust
@@ -38,10 +42,33 @@ class Readout:
     ready: Callable[[], bool]
 
 
-def register(app: faust.App, customers: Any, readout: Readout) -> None:
-    """Add the endpoints to ``app``; ``customers`` is the table whose owner answers for an id."""
+def authenticated(token: str | None) -> Callable[[Any], Any]:
+    """Let through only a request that carries ``token`` as a bearer token."""
+    expected = None if not token else f"Bearer {token}".encode()
+
+    def decorate(handler: Any) -> Any:
+        @wraps(handler)
+        async def checked(web: View, request: Request, *args: Any, **kwargs: Any) -> Response:
+            sent = request.headers.get("Authorization", "").encode()
+            if expected is None:
+                return web.json({"error": "customer data is served only with a token: set SEGMENTER_WEB_TOKEN "
+                                          "on the workers and send Authorization: Bearer <token>"}, status=403)
+            if not hmac.compare_digest(sent, expected):
+                return web.json({"error": "a valid bearer token is required"}, status=401,
+                                headers={"WWW-Authenticate": "Bearer"})
+            return await handler(web, request, *args, **kwargs)
+
+        return checked
+
+    return decorate
+
+
+def register(app: faust.App, customers: Any, readout: Readout, token: str | None) -> None:
+    """Add the endpoints to ``app``; ``customers`` is the table whose owner answers for an id;
+    ``token`` guards customer data."""
 
     @app.page("/customers/{customer_id}/")
+    @authenticated(token)
     @app.table_route(table=customers, match_info="customer_id")
     async def customer(web: View, request: Request, customer_id: str) -> Response:
         partition, state = readout.partitions.state_of(customer_id)

@@ -31,7 +31,7 @@ def route(raw: bytes, topics: tuple[str, str, str]) -> tuple[str, bytes | None]:
     """(topic, key) for one JSON line; ``topics`` is (clickstream, transactions, profiles)."""
     try:
         head = _routing.decode(raw)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):  # not ours to judge: the worker dead-letters it
         return topics[0], None
     key = head.customer_id if isinstance(head.customer_id, str) else head.anonymous_id
     topic = topics[1] if head.type in TRANSACTION_TYPES else topics[2] if head.type in PROFILE_TYPES else topics[0]

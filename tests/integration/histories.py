@@ -14,6 +14,7 @@ from worker_harness import Deployment, settle
 from streams.engine import Engine
 from streams.model.clock import DAY, Instant, parse_instant
 from streams.model.events import BadEvent
+from streams.offline.replay import latest_accepted
 from streams.rules.load import load_pack
 from streams.tools.produce import produce
 from streams.tools.simulate import simulate
@@ -47,8 +48,9 @@ def replay(lines: list[bytes], until: Instant | None = None,
     def add(new: list[object]) -> None:
         changes.extend(json.loads(msgspec.json.encode(c)) for c in new)
 
+    latest = latest_accepted(until)
     for line in lines:
-        result = engine.process_bytes(line)
+        result = engine.process_bytes(line, latest=latest)
         if not isinstance(result, BadEvent):
             add(list(result))
     add(list(engine.finish(until)))

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -43,6 +44,8 @@ class Deployment:
     rules: Path = ROOT / "rules"
     prefix: str = field(default_factory=lambda: f"it-{uuid.uuid4().hex[:8]}")
     extra: dict[str, str] = field(default_factory=dict)
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)
+    """The workers' web token (SEGMENTER_WEB_TOKEN), which :meth:`WorkerProcess.get` sends."""
 
     @property
     def topics(self) -> tuple[str, str, str]:
@@ -71,6 +74,7 @@ class Deployment:
             "SEGMENTER_PROFILES_TOPIC": self.topics[2],
             "SEGMENTER_CHANGES_TOPIC": self.changes,
             "SEGMENTER_DEAD_LETTER_TOPIC": self.dead_letter,
+            "SEGMENTER_WEB_TOKEN": self.token,
             **self.extra,
         })
         return env
@@ -113,12 +117,21 @@ class WorkerProcess:
         raise AssertionError(f"worker {self.name} not healthy within {timeout}s:\n{self.log()}")
 
     def get(self, path: str) -> bytes | None:
+        """The body of a 200 answer (sending the deployment's token), or None."""
+        return self.request(path)[1] or None
+
+    def request(self, path: str, token: str | None = "") -> tuple[int, bytes]:
+        """(status, body); 0 when nothing answers. ``token``: "" the deployment's, None none."""
+        request = urllib.request.Request(f"http://127.0.0.1:{self.web_port}{path}")
+        if token is not None:
+            request.add_header("Authorization", f"Bearer {token or self.deployment.token}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}{path}", timeout=5) as response:
-                body: bytes = response.read()
-                return body
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, b""
         except OSError:
-            return None
+            return 0, b""
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""

@@ -202,3 +202,10 @@ def test_a_merge_beyond_the_visitor_limit_is_a_dead_letter_of_the_identify_and_u
     assert headers["segmenter-reason"].startswith(b"visitor ids: ")
     handoffs = [decode_handoff(v) for topic, _k, v, _h in outbox.records if topic.endswith("-identity")]
     assert handoffs == [Unlink("v1")]
+
+
+def test_the_producer_tool_routes_a_deeply_nested_message_instead_of_failing() -> None:
+    from streams.tools.produce import route
+
+    topics = ("clicks", "orders", "profiles")
+    assert route(nested(1000), topics) == ("clicks", None)
