@@ -170,12 +170,12 @@ class Engine:
         fresh = state is None
         if state is None:
             state = CustomerState(identified=identified, origin=core.event_hash(event.event_id))
-        elif ts < state.clock - pack.allowed_lateness:
-            # The engine's clock may be behind its customers' after a restart.
-            return self._late(event, raw, state.clock)
         if position is not None and state.positions.get(position[0], -1) >= position[1]:
             self.stats.duplicates += 1
             return changes
+        if ts < state.clock - pack.allowed_lateness:
+            # The engine's clock may be behind its customers' after a restart.
+            return self._late(event, raw, state.clock)
         keys = core.duplicate_keys(event, tag)
         if core.seen_before(state, keys):
             self.stats.duplicates += 1

@@ -6,7 +6,8 @@ steps:
 1. the sends so far are awaited (acks=all, idempotent producer);
 2. each customer changed since the last checkpoint is written once to its table and changelog
    (:mod:`streams.live.changelog`), and awaited;
-3. the partitions' last applied offsets are written to the ``progress`` table, and awaited;
+3. the partitions' last applied offsets, and their clocks, are written to the ``progress``
+   table, and awaited;
 4. the input offsets are committed to the consumer group.
 
 A crash before 2 re-reads the events and re-sends their changes with the same change_ids
@@ -77,18 +78,23 @@ class Checkpoint:
     """(partition, view, its changed keys)"""
     offsets: dict[TopicPartition, int]
     """(topic, partition) -> last applied offset, where it moved since the last commit."""
+    clocks: dict[int, int] = field(default_factory=dict)
+    """partition -> its clock, where it moved since the last commit: a restarted engine judges
+    lateness (and erasure markers expire) from where its predecessor left off."""
 
     @classmethod
     def take(cls, sent: list[asyncio.Future[Any]],
-             views: Iterable[tuple[int, Iterable[PartitionView[Any]]]], offsets: Offsets) -> Checkpoint:
-        """Set aside the sends, the changed keys of each view and the moved offsets, as of now."""
+             views: Iterable[tuple[int, Iterable[PartitionView[Any]]]], offsets: Offsets,
+             clocks: dict[int, int] | None = None) -> Checkpoint:
+        """Set aside the sends, the changed keys of each view, the moved offsets and clocks, as
+        of now."""
         records = []
         for partition, partition_views in views:
             for view in partition_views:
                 keys = view.snapshot()
                 if keys:
                     records.append((partition, view, keys))
-        return cls(sent, records, offsets.moved())
+        return cls(sent, records, offsets.moved(), clocks or {})
 
     async def commit(self, writes: ChangelogWrites, progress: Any, consumer: Any, offsets: Offsets,
                      writing: Callable[[int], AbstractContextManager[None]]) -> None:
@@ -116,6 +122,9 @@ class Checkpoint:
         for (topic, partition), offset in self.offsets.items():
             with writing(partition):
                 writes.write(progress, partition, f"{topic}#{partition}", str(offset).encode())
+        for partition, clock in self.clocks.items():
+            with writing(partition):
+                writes.write(progress, partition, clock_key(partition), str(clock).encode())
         await writes.send()
         # 4.
         if self.offsets:
@@ -124,6 +133,11 @@ class Checkpoint:
             offsets.recorded.update(self.offsets)
         for view, items in written:
             view.written(items)
+
+
+def clock_key(partition: int) -> str:
+    """The ``progress`` key of a partition's clock."""
+    return f"clock#{partition}"
 
 
 class Committer:

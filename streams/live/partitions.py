@@ -17,7 +17,7 @@ import faust
 
 from streams.engine import Engine
 from streams.live.app import Tables
-from streams.live.checkpoint import Offsets
+from streams.live.checkpoint import Offsets, clock_key
 from streams.live.settings import WorkerSettings
 from streams.live.views import MirroredView, PartitionView, in_partition, partition_of
 from streams.model import state as state_codec
@@ -50,6 +50,8 @@ class Partitions:
         self.engines: dict[int, Engine] = {}
         self.views: dict[int, tuple[PartitionView[Any], ...]] = {}
         """partition -> the table views its engine writes to, which each commit writes back."""
+        self.recorded_clocks: dict[int, Instant] = {}
+        """partition -> the clock the last commit recorded."""
 
     def partition_of(self, key: str) -> int:
         return partition_of(key, self.settings.partitions)
@@ -72,8 +74,12 @@ class Partitions:
                                                        decode=int)
             aliases: PartitionView[str] = PartitionView(tables.aliases, partition, n, encode=str.encode,
                                                         decode=_decode_utf8)
+            recorded_clock = tables.progress.get(clock_key(partition))
+            clock = None if recorded_clock is None else int(recorded_clock)
             engine = Engine(self.pack, states=states, aliases=aliases, erased=MirroredView(erased),
-                            owns=aliases.local, limits=self.limits)
+                            owns=aliases.local, limits=self.limits, clock=clock)
+            if clock is not None:
+                self.recorded_clocks[partition] = clock
             for topic in self.source_topics:
                 recorded = tables.progress.get(f"{topic}#{partition}")
                 if recorded is not None:
@@ -87,6 +93,12 @@ class Partitions:
     def drop(self, partition: int) -> None:
         self.engines.pop(partition, None)
         self.views.pop(partition, None)
+        self.recorded_clocks.pop(partition, None)
+
+    def moved_clocks(self) -> dict[int, Instant]:
+        """partition -> its clock, where it moved since the last commit recorded it."""
+        return {partition: engine.clock for partition, engine in self.engines.items()
+                if engine.clock is not None and engine.clock != self.recorded_clocks.get(partition)}
 
     def dirty(self) -> bool:
         """Whether any view holds changes the next commit must write."""

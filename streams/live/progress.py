@@ -49,6 +49,10 @@ class ReadProgress:
         # fetch it sends meanwhile: its latest response is then older than the others'.
         return (BEHIND if read + 1 < high else CAUGHT_UP), reader.polled_at(tp)
 
+    def read_to_end(self, partition: int, topics: list[str]) -> bool:
+        """Whether every one of ``topics`` is read to its end on ``partition``."""
+        return all(self(topic, partition)[0] == CAUGHT_UP for topic in topics)
+
     def lag(self) -> Iterator[tuple[TP, int]]:
         """Messages behind the end, per assigned partition whose end is known."""
         reader = self.reader

@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaProducer
 from faust.types import TP
 
 from streams.live import web
-from streams.live.alignment import CAUGHT_UP, Aligner
+from streams.live.alignment import Aligner
 from streams.live.app import declare_tables, make_app
 from streams.live.changelog import ChangelogWrites
 from streams.live.checkpoint import Checkpoint, Committer, Offsets
@@ -257,12 +257,14 @@ class Worker:
         return bool(self.outbox.in_flight) or self.partitions.dirty() or bool(self.offsets.moved())
 
     def _checkpoint(self) -> Checkpoint:
-        return Checkpoint.take(self.outbox.take_in_flight(), self.partitions.views.items(), self.offsets)
+        return Checkpoint.take(self.outbox.take_in_flight(), self.partitions.views.items(), self.offsets,
+                               self.partitions.moved_clocks())
 
     async def _commit(self, checkpoint: Checkpoint) -> None:
         assert self.writes is not None
         await checkpoint.commit(self.writes, self.tables.progress, self.app.consumer, self.offsets,
                                 self.partitions.writing)
+        self.partitions.recorded_clocks.update(checkpoint.clocks)
         for segment, size in self.partitions.segment_sizes().items():
             self.metrics.segment_size.labels(segment).set(size)
         self.metrics.timers.set(self.partitions.timers())
@@ -281,7 +283,8 @@ class Worker:
             if self.aligner.buffered:
                 await self._apply_released(time.perf_counter())
             now = self.clocks.monotonic()
-            idle = [p for p in self.partitions.engines if self.idle.idle(p, now) and self._read_to_end(p)]
+            idle = [p for p in self.partitions.engines if self.idle.idle(p, now) and not self.aligner.holds(p)
+                    and self.progress.read_to_end(p, self.source_topics)]
             if idle:
                 for change in self.partitions.tick(idle, int(self.clocks.wall() * SECOND)):
                     self.outbox.change(change)
@@ -291,11 +294,6 @@ class Worker:
             self.commits.maybe()
             for tp, behind in self.progress.lag():
                 self.metrics.lag.labels(tp.topic, str(tp.partition)).set(behind)
-
-    def _read_to_end(self, partition: int) -> bool:
-        """Every source topic of ``partition`` read to its end, and nothing of it waiting."""
-        return (not self.aligner.holds(partition)
-                and all(self.progress(topic, partition)[0] == CAUGHT_UP for topic in self.source_topics))
 
 
 async def _read(reader: SourceReader, inbox: asyncio.Queue[Fetch]) -> None:
