@@ -120,11 +120,13 @@ class Partitions:
 
     def tick(self, partitions: Iterable[int], clock: Instant) -> list[SegmentChange]:
         """These partitions' clocks move up to ``clock`` (never back): the deadlines due by then
-        fire."""
+        fire. A partition that never had a clock and holds no deadline has nothing to fire: it
+        starts its clock with its first event, so that a history produced to a new deployment
+        is applied as a backfill, not as events months late."""
         changes: list[SegmentChange] = []
         for partition in partitions:
             engine = self.engines.get(partition)
-            if engine is not None:
+            if engine is not None and (engine.clock is not None or engine.timers.next_deadline() is not None):
                 with self.writing(partition):
                     changes += engine.tick(clock)
         return changes

@@ -52,6 +52,26 @@ def test_a_backfill_gives_what_replay_gives_until_the_moment_the_worker_caught_u
     assert all(parse_instant(str(c["at"])) <= read_at for c in live), "nothing fires before its time"
 
 
+def test_a_history_produced_to_a_new_deployment_the_worker_already_waits_on_is_a_backfill(
+        kafka_bootstrap: str, tmp_path: Path) -> None:
+    # Partitions with no input yet have nothing to fire: their clocks start with their first
+    # event, so a history from months ago is not dead-lettered as late.
+    lines = history(seed=23)
+    deployment = Deployment(kafka_bootstrap, tmp_path)
+    create_topics(deployment)
+    worker = WorkerProcess(deployment)
+    with running(worker):
+        time.sleep(1.0 + 0.25 + 0.5)  # idle for longer than idle_after
+        feed(deployment, lines)
+        wait_for(lambda: applied(worker) >= len(lines), timeout=120, interval=0.2, what="the worker to catch up")
+        caught_up = int(time.time()) * SECOND
+        live = changes_of(deployment, quiet=3)
+        dead = read_all(kafka_bootstrap, deployment.dead_letter)
+    expected, bad = replay(lines, until=caught_up)
+    assert len(dead) == bad
+    same(live, expected, caught_up)
+
+
 def quick_rules(tmp_path: Path, seconds: int) -> Path:
     """The default pack, plus a cart abandoned after ``seconds``."""
     rules = tmp_path / "rules"
