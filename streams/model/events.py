@@ -298,28 +298,41 @@ def _check_ids(event: Envelope) -> str | None:
 
 def _check_bounds(event: Envelope, limits: Limits) -> str | None:
     """Ids of bounded length and without control characters; finite amounts and quantities under
-    their maximums. What a customer's record keeps of an event is bounded by these."""
+    their maximums. What a customer's record keeps of an event is bounded by these. (Most events
+    pass: the envelope is looked at field by field only when its strings together are long or
+    odd, and the properties only of the types that carry ids or amounts.)"""
+    ids = event.event_id + (event.customer_id or "") + (event.anonymous_id or "")
+    labels = (event.session_id or "") + (event.device or "") + (event.channel or "")
+    if len(ids) + len(labels) > limits.max_id_length or _CONTROL.search(ids):
+        problem = _check_envelope(event, limits)
+        if problem:
+            return problem
+    props = getattr(event, "properties", None)
+    fields = _BOUNDED.get(type(props))
+    return None if fields is None else _check_properties(props, fields, limits)
+
+
+def _check_envelope(event: Envelope, limits: Limits) -> str | None:
     longest = limits.max_id_length
-    for name in ("event_id", "customer_id", "anonymous_id"):
+    for name in ("event_id", "customer_id", "anonymous_id", "session_id", "device", "channel"):
         value = getattr(event, name)
         if value is not None:
             if len(value) > longest:
                 return _too_long(f"$.{name}", value, longest)
-            if _CONTROL.search(value):
+            if name.endswith("_id") and name != "session_id" and _CONTROL.search(value):
                 return f"control character: `{name}` contains a control character - at `$.{name}`"
-    for name in ("session_id", "device", "channel"):
-        value = getattr(event, name)
-        if value is not None and len(value) > longest:
-            return _too_long(f"$.{name}", value, longest)
-    props = getattr(event, "properties", None)
-    if props is None:
-        return None
-    for name in ("sku", "order_id"):
-        value = getattr(props, name, None)
+    return None
+
+
+def _check_properties(props: Any, fields: tuple[tuple[str, ...], tuple[str, ...]], limits: Limits) -> str | None:
+    ids, amounts = fields
+    longest = limits.max_id_length
+    for name in ids:
+        value = getattr(props, name)
         if value is not None and len(value) > longest:
             return _too_long(f"$.properties.{name}", value, longest)
-    for name in ("price", "total", "amount", "cart_value"):
-        value = getattr(props, name, None)
+    for name in amounts:
+        value = getattr(props, name)
         if value is not None and not value <= limits.max_amount:
             return _too_much(f"$.properties.{name}", value, limits.max_amount)
     quantity = getattr(props, "quantity", None)
@@ -334,6 +347,17 @@ def _check_bounds(event: Envelope, limits: Limits) -> str | None:
         if item.quantity > limits.max_quantity:
             return _too_many(f"{where}.quantity", item.quantity, limits.max_quantity)
     return None
+
+
+_BOUNDED: dict[type, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    ProductViewProps: (("sku",), ("price",)),
+    AddToCartProps: (("sku",), ("price",)),
+    RemoveFromCartProps: (("sku",), ()),
+    CheckoutStartedProps: ((), ("cart_value",)),
+    OrderCompletedProps: (("order_id",), ("total",)),
+    OrderRefundedProps: (("order_id",), ("amount",)),
+}
+"""Properties types with ids or amounts -> (their id fields, their amount fields)."""
 
 
 def _too_long(where: str, value: str, limit: int) -> str:
