@@ -97,7 +97,7 @@ class Identity:
         except Exception as exc:  # one message must never stop the worker
             if isinstance(handoff, Merge):
                 self.outbox.handoff(handoff.anon, Unlink(handoff.anon))
-            self._failed(partition, message, exc)
+            self._failed(partition, message, exc, raw=getattr(handoff, "event", None))
             return
         if isinstance(result, BadEvent):
             # The event it carried is the bad one: that is what the dead letter keeps.
@@ -105,10 +105,10 @@ class Identity:
         else:
             self._emit(result)
 
-    def _failed(self, partition: int, message: Any, exc: Exception) -> None:
+    def _failed(self, partition: int, message: Any, exc: Exception, raw: bytes | None = None) -> None:
         log.exception("partition %d: message at %s#%s offset %s failed; dead-lettered", partition,
                       message.topic, message.partition, message.offset)
-        self.outbox.dead_letter(message, f"error: {type(exc).__name__}: {exc}")
+        self.outbox.dead_letter(message, f"error: {type(exc).__name__}: {exc}", raw=raw)
 
     def apply(self, partition: int, engine: Engine, event: Envelope, raw: bytes,
               position: Position) -> Result:

@@ -209,3 +209,19 @@ def test_the_producer_tool_routes_a_deeply_nested_message_instead_of_failing() -
 
     topics = ("clicks", "orders", "profiles")
     assert route(nested(1000), topics) == ("clicks", None)
+
+
+def test_a_merge_whose_visitor_record_cannot_be_read_is_a_dead_letter_and_unlinks_the_visitor() -> None:
+    from streams.live.handoffs import Merge, Unlink, decode_handoff
+
+    identity, outbox = live_side()
+    engine = Engine(load_pack(DEFAULT_RULES))
+    identify = event("identify", 0, "c1", anonymous="v1")
+    merge = Merge("v1", "c1", b"\xc1 not a record", identify, 0)
+    identity.receive_message(0, engine, message(b"merge-bytes"), merge)
+    (value, headers), = dead_letters(outbox)
+    assert value == identify
+    assert headers["segmenter-reason"].startswith(b"error: ")
+    handoffs = [decode_handoff(v) for topic, _k, v, _h in outbox.records if topic.endswith("-identity")]
+    assert handoffs == [Unlink("v1")]
+    assert engine.state_of("c1") is None
