@@ -208,7 +208,9 @@ def test_the_producer_tool_routes_a_deeply_nested_message_instead_of_failing() -
     from streams.tools.produce import route
 
     topics = ("clicks", "orders", "profiles")
-    assert route(nested(1000), topics) == ("clicks", None)
+    # Whether the decoder follows 1,000 levels depends on the Python version; either way the line
+    # goes somewhere, for the worker to dead-letter.
+    assert route(nested(1000), topics) in {("clicks", None), ("profiles", b"c1")}
 
 
 def test_a_merge_whose_visitor_record_cannot_be_read_is_a_dead_letter_and_unlinks_the_visitor() -> None:
