@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import IllegalStateError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from streams.live.settings import WorkerSettings
@@ -39,6 +40,9 @@ class Fetch(NamedTuple):
     records: Batch
     polled: dict[TopicPartition, int]
     """When the response each partition's records came in arrived (ms)."""
+    positions: dict[TopicPartition, int]
+    """Where the reader stands in each assigned partition after this fetch, where it moved: past
+    the records, and past what is no record (a transaction's marker takes an offset too)."""
 
 
 class SourceReader:
@@ -58,6 +62,7 @@ class SourceReader:
         self.epoch = 0
         self.assigned: frozenset[TopicPartition] = frozenset()
         self._has_work = asyncio.Event()
+        self._positions: dict[TopicPartition, int] = {}
 
     async def start(self) -> None:
         await self.consumer.start()
@@ -76,6 +81,7 @@ class SourceReader:
             if offset is not None:
                 self.consumer.seek(tp, offset)
         self.assigned = frozenset(tps)
+        self._positions = {}
         if positions:
             self._has_work.set()
         else:
@@ -94,7 +100,7 @@ class SourceReader:
         if not self.assigned:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._has_work.wait(), timeout)
-            return Fetch(self.epoch, {}, {})
+            return Fetch(self.epoch, {}, {}, {})
         epoch = self.epoch
         records = await self.consumer.getmany(timeout_ms=int(timeout * 1000))
         if epoch != self.epoch:
@@ -103,9 +109,23 @@ class SourceReader:
             for tp, tp_records in records.items():
                 if tp_records and tp in self.assigned:
                     self.consumer.seek(tp, tp_records[0].offset)
-            return Fetch(epoch, {}, {})
+            return Fetch(epoch, {}, {}, {})
         # No await since getmany: each partition's latest response is the one these came in.
-        return Fetch(epoch, records, {tp: self.consumer.last_poll_timestamp(tp) for tp in records})
+        polled = {tp: self.consumer.last_poll_timestamp(tp) for tp in records}
+        return Fetch(epoch, records, polled, await self._moved())
+
+    async def _moved(self) -> dict[TopicPartition, int]:
+        """The assigned partitions' positions that moved since the last fetch. (``position``
+        answers at once, without suspending, for a partition it has a position of.)"""
+        moved = {}
+        for tp in self.assigned:
+            try:
+                position = await asyncio.wait_for(self.consumer.position(tp), 0.001)
+            except (TimeoutError, IllegalStateError):
+                continue  # no position yet (being reset), or no longer assigned
+            if self._positions.get(tp) != position:
+                moved[tp] = self._positions[tp] = position
+        return moved
 
     def highwater(self, tp: Any) -> int | None:
         """The partition's end offset as of its latest fetch (None: not known yet)."""

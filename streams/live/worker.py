@@ -173,7 +173,7 @@ class Worker:
                         # Fetched before the partitions moved: their next reader starts from
                         # what the last commit recorded.
                         continue
-                    await self.handle(fetch.records, fetch.polled)
+                    await self.handle(fetch.records, fetch.polled, fetch.positions)
                 # Let the producer's sender and the fetch loop run between two batches.
                 await asyncio.sleep(0)
         finally:
@@ -181,8 +181,9 @@ class Worker:
             await reader.stop()
             await self.producer.stop()
 
-    async def handle(self, records: Batch, polled: dict[Any, int]) -> None:
-        """Take in one fetch; apply what alignment releases; send its output; commit when due."""
+    async def handle(self, records: Batch, polled: dict[Any, int], positions: dict[Any, int] | None = None) -> None:
+        """Take in one fetch; apply what alignment releases; send its output; commit when due.
+        ``positions``: where the reader stands after it, past what is no record too."""
         started = time.perf_counter()
         identity = self.settings.identity_topic
         limits = self.limits
@@ -209,6 +210,10 @@ class Worker:
                 push(partition, topic, None if isinstance(decoded, BadEvent) else decoded.instant,
                      (record, decoded), at)
             self.offsets.received[topic, partition] = batch[-1].offset
+        for tp, position in (positions or {}).items():
+            if tp.partition in owned:
+                key = (tp.topic, tp.partition)
+                self.offsets.received[key] = max(self.offsets.received.get(key, -1), position - 1)
         self.progress.clear()
         await self._apply_released(started)
 
@@ -300,7 +305,7 @@ async def _read(reader: SourceReader, inbox: asyncio.Queue[Fetch]) -> None:
     """Fetch after fetch into the inbox, which holds a few: the pipeline sets the pace."""
     while True:
         fetch = await reader.fetch()
-        if fetch.records:
+        if fetch.records or fetch.positions:
             await inbox.put(fetch)
 
 

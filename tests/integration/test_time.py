@@ -7,6 +7,7 @@ on the monotonic clock, so a step of the system clock fires nothing early and lo
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import shutil
@@ -14,6 +15,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from aiokafka import AIOKafkaProducer
 from histories import ROOT, changes_of, create_topics, feed, history, last_event_time, replay, same
 from worker_harness import Deployment, WorkerProcess, read_all, running, wait_for
 
@@ -134,3 +136,31 @@ def test_a_stepped_wall_clock_fires_nothing_early_and_loses_nothing(kafka_bootst
     assert late < 1.0 + 0.25 + 1.0, f"fired {late:.2f}s after its deadline"
     gauge = re.search(r"^segmenter_clock_step_seconds (\S+)$", metrics, re.M)
     assert gauge and abs(float(gauge.group(1)) + 3600) < 5, "the step is visible in the metrics"
+
+
+def test_a_partition_written_in_transactions_counts_as_read_to_its_end(kafka_bootstrap: str,
+                                                                        tmp_path: Path) -> None:
+    # A transactional producer (Kafka Connect, Flink, Debezium with exactly-once) ends each
+    # transaction with a marker that takes an offset but is no record: the partition's end is
+    # one past the last record the worker can read.
+    deployment = Deployment(kafka_bootstrap, tmp_path, partitions=1, rules=quick_rules(tmp_path, 2))
+    create_topics(deployment)
+    worker = WorkerProcess(deployment)
+    with running(worker):
+        sent = int(time.time())
+
+        async def send() -> None:
+            producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, transactional_id=f"{deployment.prefix}-tx")
+            await producer.start()
+            try:
+                async with producer.transaction():
+                    await producer.send(deployment.topics[0], cart("tx-1", sent), key=b"tx-1")
+            finally:
+                await producer.stop()
+
+        asyncio.run(send())
+        [change] = wait_for(lambda: entered(deployment, "tx-1"), timeout=30, interval=0.1,
+                            what="the deadline on a partition that ends with a transaction marker")
+        late = time.time() - (sent + 2)
+    assert change["at"] == format_instant((sent + 2) * SECOND)
+    assert late < 1.0 + 0.25 + 1.0, f"fired {late:.2f}s after its deadline"
