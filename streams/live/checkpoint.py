@@ -49,6 +49,15 @@ class Offsets:
         """(topic, partition) -> last applied offset, where it moved since the last commit."""
         return {key: offset for key, offset in self.applied.items() if self.recorded.get(key) != offset}
 
+    def read_to(self, positions: Iterable[tuple[str, int, int]]) -> None:
+        """(topic, partition, position): the reader is past everything before ``position``, records
+        and what is no record (a transaction's marker) alike."""
+        received = self.received
+        for topic, partition, position in positions:
+            key = (topic, partition)
+            if position - 1 > received.get(key, -1):
+                received[key] = position - 1
+
     def restore(self, key: TopicPartition, offset: int) -> None:
         """What ``progress`` recorded for a partition the worker now owns."""
         self.applied[key] = self.recorded[key] = offset

@@ -210,10 +210,8 @@ class Worker:
                 push(partition, topic, None if isinstance(decoded, BadEvent) else decoded.instant,
                      (record, decoded), at)
             self.offsets.received[topic, partition] = batch[-1].offset
-        for tp, position in (positions or {}).items():
-            if tp.partition in owned:
-                key = (tp.topic, tp.partition)
-                self.offsets.received[key] = max(self.offsets.received.get(key, -1), position - 1)
+        self.offsets.read_to((tp.topic, tp.partition, at) for tp, at in (positions or {}).items()
+                             if tp.partition in owned)
         self.progress.clear()
         await self._apply_released(started)
 
