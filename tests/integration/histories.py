@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from pathlib import Path
 
 import msgspec
@@ -20,6 +21,22 @@ from streams.tools.produce import produce
 from streams.tools.simulate import simulate
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+FED_IN_PARTS = {"SEGMENTER_IDLE_AFTER": "3600"}
+"""For a history fed in parts: no partition's clock moves up to the wall clock in between (a
+backfill fed in pauses would otherwise meet a clock that caught up; docs/worker.md, Time)."""
+
+
+def quick_rules(tmp_path: Path, seconds: int) -> Path:
+    """The default pack, plus ``quick_abandoner``: a cart abandoned after ``seconds``."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    shutil.copy(ROOT / "rules" / "pack.toml", rules / "pack.toml")
+    (rules / "quick_abandoner.toml").write_text(
+        'name = "quick_abandoner"\nversion = 1\n'
+        f'when = "cart_items > 0 and now - last_cart_activity >= seconds({seconds})"\n')
+    return rules
 
 
 def history(customers: int = 250, days: float = 10, seed: int = 11, noise: bool = True,

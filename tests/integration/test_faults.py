@@ -12,7 +12,6 @@ import asyncio
 import json
 import os
 import random
-import re
 import signal
 import time
 from collections import Counter
@@ -22,24 +21,11 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from histories import changes_of, compare, create_topics, feed, history, replay, same
+from histories import FED_IN_PARTS, changes_of, compare, create_topics, feed, history, replay, same
 from worker_harness import Deployment, WorkerProcess, read_all, running, wait_for
 
 from streams.live.views import partition_of
 from streams.model.clock import SECOND
-
-FED_IN_PARTS = {"SEGMENTER_IDLE_AFTER": "3600"}
-"""A history fed in parts: no partition's clock moves up to the wall clock in between."""
-
-
-def metric(worker: WorkerProcess, name: str) -> float:
-    body = (worker.get("/metrics/") or b"").decode()
-    found = re.search(rf"^{name} (\S+)$", body, re.M)
-    return float(found.group(1)) if found else 0.0
-
-
-def applied(worker: WorkerProcess) -> float:
-    return metric(worker, "segmenter_events_applied_total")
 
 
 def send(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]], partition: int | None = None) -> None:
@@ -111,7 +97,7 @@ def test_a_hostile_mix_leaves_the_worker_up_and_the_good_customers_exact(kafka_b
     feed(deployment, lines)
     worker = WorkerProcess(deployment)
     with running(worker):
-        wait_for(lambda: applied(worker) >= len(lines), timeout=120, interval=0.2, what="the worker to catch up")
+        wait_for(lambda: worker.applied() >= len(lines), timeout=120, interval=0.2, what="the worker to catch up")
         caught_up = int(time.time()) * SECOND
         live = changes_of(deployment, quiet=3)
         dead = dead_letters(deployment)
@@ -169,7 +155,7 @@ def test_a_lost_and_an_unreadable_identity_hand_off_hold_nothing_and_stop_nothin
         # Lost: the visitor's worker hangs, so the identify's Link is not answered.
         feed(deployment, [json.dumps({"event_id": "v-view", "type": "page_view", "anonymous_id": visitor,
                                       "ts": at(-60), "properties": {"page_type": "pricing"}}).encode()])
-        wait_for(lambda: applied(second) >= 1, timeout=30, interval=0.2, what="the visitor's view")
+        wait_for(lambda: second.applied() >= 1, timeout=30, interval=0.2, what="the visitor's view")
         assert second.proc is not None
         os.kill(second.proc.pid, signal.SIGSTOP)
         try:
@@ -185,7 +171,7 @@ def test_a_lost_and_an_unreadable_identity_hand_off_hold_nothing_and_stop_nothin
                          if c["customer_id"] == customer and c["segment"] == "first_time_buyer"],
                 timeout=30, interval=0.2, what="the customer's order to count without the merge")
             waited = time.monotonic() - sent
-            assert metric(first, "segmenter_handoffs_given_up_total") == 1
+            assert first.metric("segmenter_handoffs_given_up_total") == 1
         finally:
             os.kill(second.proc.pid, signal.SIGCONT)
         assert entered[0]["change"] == "entered"
@@ -197,35 +183,46 @@ def test_a_lost_and_an_unreadable_identity_hand_off_hold_nothing_and_stop_nothin
 # --- the broker goes away --------------------------------------------------------------------
 
 
+def half_fed(bootstrap: str, tmp_path: Path, seed: int) -> tuple[Deployment, list[bytes], list[dict[str, object]]]:
+    """A deployment with the first half of a history on its input topics; the history, and what
+    replay makes of all of it."""
+    deployment = Deployment(bootstrap, tmp_path, extra=FED_IN_PARTS)
+    lines = history(seed=seed, noise=False)
+    create_topics(deployment)
+    feed(deployment, lines[:len(lines) // 2])
+    return deployment, lines, replay(lines)[0]
+
+
+def caught_up(deployment: Deployment, expected: list[dict[str, object]]) -> bool:
+    """Nearly all of replay's changes are out (the rest are checked after the topic settles)."""
+    wanted = {str(c["change_id"]) for c in expected}
+    return len(wanted & {str(c["change_id"]) for c in changes_of(deployment, quiet=2)}) >= 0.95 * len(wanted)
+
+
 def test_the_broker_stopped_and_started_mid_stream_loses_nothing(kafka_bootstrap: str, kafka_control: object,
                                                                  tmp_path: Path) -> None:
     control: Any = kafka_control
-    deployment = Deployment(kafka_bootstrap, tmp_path, extra=FED_IN_PARTS)
-    lines = history(seed=41, noise=False)
-    expected, _ = replay(lines)
-    create_topics(deployment)
+    deployment, lines, expected = half_fed(kafka_bootstrap, tmp_path, seed=41)
     half = len(lines) // 2
-    feed(deployment, lines[:half])
     worker = WorkerProcess(deployment)
     restarts = 0
     with running(worker):
-        wait_for(lambda: applied(worker) >= half, timeout=120, interval=0.2, what="the first half")
+        wait_for(lambda: worker.applied() >= half, timeout=120, interval=0.2, what="the first half")
         control.stop()
         time.sleep(5)  # an outage: the worker's fetches, sends and commits fail meanwhile
         control.start()
         feed(deployment, lines[half:])
 
-        def caught_up() -> bool:
+        def up_and_caught_up() -> bool:
             nonlocal restarts
             assert worker.proc is not None
             if worker.proc.poll() is not None:  # it may exit once on the outage; a supervisor restarts it
                 assert restarts == 0, f"the worker exited again after its restart:\n{worker.log()}"
                 restarts += 1
                 worker.start()
-            wanted = {str(c["change_id"]) for c in expected}
-            return len(wanted & {str(c["change_id"]) for c in changes_of(deployment, quiet=2)}) >= 0.95 * len(wanted)
+            return caught_up(deployment, expected)
 
-        wait_for(caught_up, timeout=240, interval=2, what="the worker to catch up after the outage")
+        wait_for(up_and_caught_up, timeout=240, interval=2, what="the worker to catch up after the outage")
         live = changes_of(deployment)
     print(f"broker outage: {restarts} restart(s); {len(live)} changes, "
           f"{sum(n - 1 for n in Counter(str(c['change_id']) for c in live).values())} sent twice (same id)")
@@ -235,15 +232,11 @@ def test_the_broker_stopped_and_started_mid_stream_loses_nothing(kafka_bootstrap
 def test_sigterm_while_the_broker_is_down_stops_the_worker_and_a_restart_carries_on(
         kafka_bootstrap: str, kafka_control: object, tmp_path: Path) -> None:
     control: Any = kafka_control
-    deployment = Deployment(kafka_bootstrap, tmp_path, extra=FED_IN_PARTS)
-    lines = history(seed=43, noise=False)
-    expected, _ = replay(lines)
-    create_topics(deployment)
+    deployment, lines, expected = half_fed(kafka_bootstrap, tmp_path, seed=43)
     half = len(lines) // 2
-    feed(deployment, lines[:half])
     worker = WorkerProcess(deployment)
     with running(worker):
-        wait_for(lambda: applied(worker) >= half, timeout=120, interval=0.2, what="the first half")
+        wait_for(lambda: worker.applied() >= half, timeout=120, interval=0.2, what="the first half")
         control.stop()
         try:
             assert worker.proc is not None
@@ -257,9 +250,8 @@ def test_sigterm_while_the_broker_is_down_stops_the_worker_and_a_restart_carries
     assert took < 30, "within a container's usual grace period, so no SIGKILL is needed"
     feed(deployment, lines[half:])
     with running(WorkerProcess(deployment)):
-        wanted = {str(c["change_id"]) for c in expected}
-        wait_for(lambda: len(wanted & {str(c["change_id"]) for c in changes_of(deployment, quiet=2)})
-                 >= 0.95 * len(wanted), timeout=240, interval=2, what="the restarted worker to catch up")
+        wait_for(lambda: caught_up(deployment, expected), timeout=240, interval=2,
+                 what="the restarted worker to catch up")
         live = changes_of(deployment)
     compare(list({str(c["change_id"]): c for c in live}.values()), expected, lines)
 
@@ -278,7 +270,7 @@ def test_customer_data_needs_the_token_and_is_forwarded_between_workers_on_loopb
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())  # live: the partitions' clocks are the wall clock
         feed(deployment, [json.dumps({"event_id": "o-1", "type": "order_completed", "customer_id": customer,
                                       "ts": now, "properties": {"total": 5}}).encode()])
-        wait_for(lambda: applied(first) + applied(second) >= 1, timeout=30, interval=0.2, what="the order")
+        wait_for(lambda: first.applied() + second.applied() >= 1, timeout=30, interval=0.2, what="the order")
         path = f"/customers/{customer}/"
         partition = partition_of(customer, deployment.partitions)
 

@@ -10,23 +10,24 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import shutil
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
-from histories import ROOT, changes_of, create_topics, feed, history, last_event_time, replay, same
+from histories import (
+    changes_of,
+    create_topics,
+    feed,
+    history,
+    last_event_time,
+    quick_rules,
+    replay,
+    same,
+)
 from worker_harness import Deployment, WorkerProcess, read_all, running, wait_for
 
 from streams.model.clock import SECOND, format_instant, parse_instant
-
-
-def applied(worker: WorkerProcess) -> float:
-    """Messages the worker has taken through its engines, dead letters included."""
-    body = (worker.get("/metrics/") or b"").decode()
-    found = re.search(r"^segmenter_events_applied_total (\S+)$", body, re.M)
-    return float(found.group(1)) if found else 0.0
 
 
 def test_a_backfill_gives_what_replay_gives_until_the_moment_the_worker_caught_up(
@@ -41,7 +42,7 @@ def test_a_backfill_gives_what_replay_gives_until_the_moment_the_worker_caught_u
     feed(deployment, lines)
     worker = WorkerProcess(deployment)
     with running(worker):
-        wait_for(lambda: applied(worker) >= len(lines), timeout=120, interval=0.2, what="the worker to catch up")
+        wait_for(lambda: worker.applied() >= len(lines), timeout=120, interval=0.2, what="the worker to catch up")
         caught_up = int(time.time()) * SECOND
         time.sleep(1.0 + 0.25 + 1.0)  # idle_after, a tick, and the send: nothing arrives later than this
         live = changes_of(deployment, quiet=3)
@@ -65,7 +66,7 @@ def test_a_history_produced_to_a_new_deployment_the_worker_already_waits_on_is_a
     with running(worker):
         time.sleep(1.0 + 0.25 + 0.5)  # idle for longer than idle_after
         feed(deployment, lines)
-        wait_for(lambda: applied(worker) >= len(lines), timeout=120, interval=0.2, what="the worker to catch up")
+        wait_for(lambda: worker.applied() >= len(lines), timeout=120, interval=0.2, what="the worker to catch up")
         caught_up = int(time.time()) * SECOND
         live = changes_of(deployment, quiet=3)
         dead = read_all(kafka_bootstrap, deployment.dead_letter)
@@ -73,16 +74,6 @@ def test_a_history_produced_to_a_new_deployment_the_worker_already_waits_on_is_a
     assert len(dead) == bad
     same(live, expected, caught_up)
 
-
-def quick_rules(tmp_path: Path, seconds: int) -> Path:
-    """The default pack, plus a cart abandoned after ``seconds``."""
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    shutil.copy(ROOT / "rules" / "pack.toml", rules / "pack.toml")
-    (rules / "quick_abandoner.toml").write_text(
-        'name = "quick_abandoner"\nversion = 1\n'
-        f'when = "cart_items > 0 and now - last_cart_activity >= seconds({seconds})"\n')
-    return rules
 
 
 def cart(customer: str, at: int) -> bytes:
@@ -102,7 +93,7 @@ def test_a_restarted_worker_fires_a_due_deadline_with_no_new_input(kafka_bootstr
     with running(worker):
         sent = int(time.time())
         feed(deployment, [cart("quiet-1", sent)])
-        wait_for(lambda: applied(worker) >= 1, timeout=30, interval=0.1, what="the cart to be applied")
+        wait_for(lambda: worker.applied() >= 1, timeout=30, interval=0.1, what="the cart to be applied")
     assert entered(deployment, "quiet-1") == [], "stopped before the deadline"
     time.sleep(max(0.0, sent + 6 - time.time()))  # the deadline passes while no worker runs
     restarted = WorkerProcess(deployment)
@@ -123,7 +114,7 @@ def test_a_stepped_wall_clock_fires_nothing_early_and_loses_nothing(kafka_bootst
     with running(worker):
         sent = int(time.time())
         feed(deployment, [cart("stepped-1", sent)])
-        wait_for(lambda: applied(worker) >= 1, timeout=30, interval=0.1, what="the cart to be applied")
+        wait_for(lambda: worker.applied() >= 1, timeout=30, interval=0.1, what="the cart to be applied")
         step.write_text("3600")  # the system clock jumps an hour ahead
         time.sleep(max(0.0, sent + 4 - time.time()))  # idle for longer than idle_after, before the deadline
         assert entered(deployment, "stepped-1") == [], "a clock stepped forward fired a deadline early"

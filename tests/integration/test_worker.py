@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import shutil
 import threading
 import time
 from collections import Counter
@@ -19,14 +18,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
-from histories import ROOT, changes_of, compare, create_topics, feed, history, replay
+from histories import (
+    FED_IN_PARTS,
+    changes_of,
+    compare,
+    create_topics,
+    feed,
+    history,
+    quick_rules,
+    replay,
+)
 from worker_harness import Deployment, WorkerProcess, read_all, running, wait_for
 
 from streams.model.clock import SECOND, format_instant
 from streams.tools.produce import produce
-
-FED_IN_PARTS = {"SEGMENTER_IDLE_AFTER": "3600"}
-"""A history fed in parts: no partition's clock moves up to the wall clock in between."""
 
 
 def test_the_worker_gives_exactly_what_replay_gives(kafka_bootstrap: str, tmp_path: Path) -> None:
@@ -47,13 +52,7 @@ def test_the_worker_gives_exactly_what_replay_gives(kafka_bootstrap: str, tmp_pa
 
 
 def test_an_abandoned_cart_enters_on_time_with_no_further_event(kafka_bootstrap: str, tmp_path: Path) -> None:
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    shutil.copy(ROOT / "rules" / "pack.toml", rules / "pack.toml")
-    (rules / "quick_abandoner.toml").write_text(
-        'name = "quick_abandoner"\nversion = 1\n'
-        'when = "cart_items > 0 and now - last_cart_activity >= seconds(2)"\n')
-    deployment = Deployment(kafka_bootstrap, tmp_path, rules=rules)
+    deployment = Deployment(kafka_bootstrap, tmp_path, rules=quick_rules(tmp_path, 2))
     with running(WorkerProcess(deployment)):
         now = time.time()
         ts = format_instant(int(now) * SECOND)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -132,6 +133,16 @@ class WorkerProcess:
             return error.code, b""
         except OSError:
             return 0, b""
+
+    def metric(self, name: str) -> float:
+        """A metric's value from ``/metrics/`` (0 while it has none)."""
+        body = (self.get("/metrics/") or b"").decode()
+        found = re.search(rf"^{name} (\S+)$", body, re.M)
+        return float(found.group(1)) if found else 0.0
+
+    def applied(self) -> float:
+        """Messages the worker has taken through its engines, dead letters included."""
+        return self.metric("segmenter_events_applied_total")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""
