@@ -16,7 +16,7 @@ from typing import Any, Literal, NamedTuple
 import msgspec
 
 from streams.errors import SegmenterError
-from streams.model.limits import Limits
+from streams.model.limits import Limits, limits_of
 
 ENV_PREFIX = "SEGMENTER_"
 _LIMITS = Limits()
@@ -84,7 +84,7 @@ class WorkerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     def limits(self) -> Limits:
         """The bounds of messages and customers' records, for the engines."""
-        return Limits(**{name: getattr(self, name) for name in Limits.__struct_fields__})
+        return limits_of({name: getattr(self, name) for name in Limits.__struct_fields__})
 
     @property
     def input_topics(self) -> list[str]:

@@ -171,3 +171,12 @@ def test_replay_reads_the_limits_from_the_workers_variables() -> None:
     assert limits == Limits(max_cart_lines=7, max_amount=500.0)
     with pytest.raises(SegmenterError, match="max_cart_lines"):
         from_environ({"SEGMENTER_MAX_CART_LINES": "many"})
+
+
+def test_a_limit_of_zero_or_less_is_refused_not_taken() -> None:
+    from streams.live.settings import load
+
+    with pytest.raises(SegmenterError, match="max_cart_lines"):
+        load(environ={"SEGMENTER_MAX_CART_LINES": "0"}).limits()
+    with pytest.raises(SegmenterError, match="max_amount"):
+        from_environ({"SEGMENTER_MAX_AMOUNT": "-5"})
