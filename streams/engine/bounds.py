@@ -1,4 +1,5 @@
-"""How large a customer's record can get under the limits, and the check that it fits.
+"""How large a customer's record can get under the limits, the check that it fits, and what
+an event would take past a bound.
 
 Every part of a record that grows with input is bounded by one limit (:mod:`streams.model.limits`),
 so the largest record follows from the limits and the rule pack alone; the worker and replay
@@ -10,7 +11,10 @@ from __future__ import annotations
 
 import msgspec
 
+from streams.engine import customer as core
 from streams.errors import SegmenterError
+from streams.model.clock import Instant, format_duration
+from streams.model.events import Envelope
 from streams.model.limits import Limits
 from streams.model.state import CustomerState
 from streams.model.windows import MAX_ENTRIES
@@ -53,3 +57,36 @@ def check(pack: RulePack, limits: Limits, sources: int = 0, source_length: int =
             f"({limits.max_state_bytes}); lower max_recent_events, max_cart_lines, max_visitor_ids, "
             f"max_id_length or max_trait_length, or raise max_state_bytes with the changelog topics' "
             f"max.message.bytes ({settings})")
+
+
+def beyond_limits(pack: RulePack, limits: Limits, key: str, state: CustomerState, event: Envelope, tag: str,
+                  ts: Instant, new_ids: int) -> str | None:
+    """Why applying the event would take the customer's record past a bound, if it would."""
+    horizon = max(state.clock, ts) - pack.allowed_lateness
+    core.forget_old(state, horizon)
+    if len(state.seen) + new_ids > limits.max_recent_events:
+        core.forget_old(state, horizon, thorough=True)
+        if len(state.seen) + new_ids > limits.max_recent_events:
+            return (f"too many events: {len(state.seen)} ids of this customer's events are "
+                    f"remembered within the allowed lateness "
+                    f"({format_duration(pack.allowed_lateness)}), the maximum is "
+                    f"{limits.max_recent_events} (max_recent_events)")
+    if tag == "add_to_cart":
+        sku = event.properties.sku  # type: ignore[attr-defined]
+        if sku not in state.cart and len(state.cart) >= limits.max_cart_lines:
+            return (f"cart lines: the cart holds {len(state.cart)} distinct skus, the maximum is "
+                    f"{limits.max_cart_lines} (max_cart_lines) - at `$.properties.sku`")
+    elif tag == "identify":
+        anon = event.anonymous_id or ""
+        if anon != key and anon not in state.anon_ids and len(state.anon_ids) >= limits.max_visitor_ids:
+            return (f"visitor ids: {len(state.anon_ids)} visitor ids are merged into this customer, "
+                    f"the maximum is {limits.max_visitor_ids} (max_visitor_ids); the visitor's record "
+                    f"is dropped - at `$.anonymous_id`")
+    elif tag == "profile_updated":
+        longest = limits.max_trait_length
+        for name, value in event.properties.traits.items():  # type: ignore[attr-defined]
+            if name in pack.traits and isinstance(value, str) and len(value) > longest:
+                return (f"too long: {len(value)} characters, over the maximum of {longest} "
+                        f"(max_trait_length) - at `$.properties.traits.{name}`")
+    return None
+

@@ -25,7 +25,7 @@ from streams.model.clock import SECOND, Instant, format_instant
 from streams.model.events import Envelope
 from streams.model.state import CustomerState
 from streams.rules.fields import TIME
-from streams.rules.pack import Rule, RulePack
+from streams.rules.pack import Rule, RulePack, WindowDef
 
 ORDER_TYPES = frozenset({"order_completed", "order_refunded"})
 
@@ -87,18 +87,37 @@ def remember(state: CustomerState, keys: tuple[int, ...], ts: Instant) -> None:
 
 
 def apply_event(pack: RulePack, key: str, state: CustomerState, event: Envelope, tag: str, ts: Instant,
-                *, evaluate_all: bool = False) -> list[SegmentChange]:
-    """Apply one event at time ``ts``; the customer's due deadlines before ``ts`` have fired."""
+                *, evaluate_all: bool = False, traits: frozenset[str] | None = None) -> list[SegmentChange]:
+    """Apply one event at time ``ts``; the customer's due deadlines before ``ts`` have fired.
+    ``traits``: the traits to keep, when a pending pack declares more than the live one."""
     now = state.clock if state.clock > ts else ts
     state.clock = now
     seen_changed = _update_common(state, event, ts)
     if tag == "profile_updated":
-        _profile_updated(state, event, ts, pack.traits)
+        _profile_updated(state, event, ts, pack.traits if traits is None else traits)
     else:
         update = _UPDATES.get(tag)
         if update is not None:
             update(state, event, ts)
-    for window in pack.windows_for_type.get(tag, ()):
+    add_to_windows(state, event, pack.windows_for_type.get(tag, ()), ts)
+    if not state.identified:
+        return []
+    due = state.deadline is not None and state.deadline <= now
+    rules = pack.rules if evaluate_all else pack.affected[tag, due, seen_changed]
+    changes: list[SegmentChange] = []
+    _evaluate(pack, key, state, rules, now, changes)
+    if evaluate_all or due:
+        state.deadline = next_deadline(pack.timed_rules, state, None)
+    else:
+        keep = state.deadline if state.deadline is not None and state.deadline > now else None
+        state.deadline = next_deadline((r for r in rules if r.timed), state, keep)
+    return changes
+
+
+def add_to_windows(state: CustomerState, event: Envelope, defs: Iterable[WindowDef], ts: Instant) -> None:
+    """The event counted in each of these windows that takes it, at the customer's now."""
+    now = state.clock
+    for window in defs:
         value = window.value_of(event)
         if value is not None:
             entries = state.windows.get(window.name)
@@ -107,18 +126,6 @@ def apply_event(pack: RulePack, key: str, state: CustomerState, event: Envelope,
             windows.add(entries, ts, value, now, window.length, windows.COMBINE[window.aggregate])
             if not entries:
                 del state.windows[window.name]
-    if not state.identified:
-        return []
-    due = state.deadline is not None and state.deadline <= now
-    rules = pack.rules if evaluate_all else pack.affected[tag, due, seen_changed]
-    changes: list[SegmentChange] = []
-    _evaluate(pack, key, state, rules, now, changes)
-    if evaluate_all or due:
-        state.deadline = _next_deadline(pack.timed_rules, state, None)
-    else:
-        keep = state.deadline if state.deadline is not None and state.deadline > now else None
-        state.deadline = _next_deadline((r for r in rules if r.timed), state, keep)
-    return changes
 
 
 def fire(pack: RulePack, key: str, state: CustomerState, at: Instant) -> list[SegmentChange]:
@@ -134,7 +141,7 @@ def fire(pack: RulePack, key: str, state: CustomerState, at: Instant) -> list[Se
                 del state.windows[window.name]
     changes: list[SegmentChange] = []
     _evaluate(pack, key, state, pack.timed_rules, now, changes)
-    state.deadline = _next_deadline(pack.timed_rules, state, None)
+    state.deadline = next_deadline(pack.timed_rules, state, None)
     return changes
 
 
@@ -142,21 +149,24 @@ def erase(pack: RulePack, key: str, state: CustomerState, ts: Instant) -> list[S
     """``customer_erased``: exit every segment with an empty reason. The caller drops the state."""
     at = state.clock if state.clock > ts else ts
     changes = []
-    consent = _consent(state)
+    consent = consent_of(state)
     for rule in pack.rules:
         count = state.members.get(rule.name, 0)
         if count % 2 == 1:
-            changes.append(make(key, rule.name, count + 1, at, {}, consent, rule.version, state.origin))
+            changes.append(make(key, rule.name, count + 1, at, {}, consent, rule.version, state.origin,
+                                pack.version))
     # Segments no longer in the pack still had members: exit them too, so nobody stays "in".
     known = {rule.name for rule in pack.rules}
     for name, count in sorted(state.members.items()):
         if name not in known and count % 2 == 1:
-            changes.append(make(key, name, count + 1, at, {}, consent, 0, state.origin))
+            changes.append(make(key, name, count + 1, at, {}, consent, 0, state.origin, pack.version))
     return changes
 
 
-def merge(pack: RulePack, state: CustomerState, other: CustomerState, other_key: str) -> None:
-    """Fold an anonymous visitor's record into the customer's (``identify``)."""
+def merge(pack: RulePack, state: CustomerState, other: CustomerState, other_key: str,
+          shadows: dict[str, WindowDef] | None = None) -> None:
+    """Fold an anonymous visitor's record into the customer's (``identify``); ``shadows``: the
+    windows kept for a pending pack besides the live ones."""
     if other.last_seen is not None and (state.last_seen is None or other.last_seen > state.last_seen):
         state.device = other.device or state.device
         state.channel = other.channel or state.channel
@@ -190,6 +200,8 @@ def merge(pack: RulePack, state: CustomerState, other: CustomerState, other_key:
     state.traits_at = _max(state.traits_at, other.traits_at)
     for name, entries in other.windows.items():
         window = pack.windows.get(name)
+        if window is None and shadows:
+            window = shadows.get(name)
         if window is None:
             continue
         into = state.windows.setdefault(name, [])
@@ -222,11 +234,11 @@ def _evaluate(pack: RulePack, key: str, state: CustomerState, rules: Iterable[Ru
         if member != (count % 2 == 1):
             count += 1
             members[rule.name] = count
-            changes.append(make(key, rule.name, count, now, pack.reason(rule, state, _reason_value),
-                                _consent(state), rule.version, state.origin))
+            changes.append(make(key, rule.name, count, now, pack.reason(rule, state, reason_value),
+                                consent_of(state), rule.version, state.origin, pack.version))
 
 
-def _next_deadline(rules: Iterable[Rule], state: CustomerState, keep: Instant | None) -> Instant | None:
+def next_deadline(rules: Iterable[Rule], state: CustomerState, keep: Instant | None) -> Instant | None:
     best = keep
     for rule in rules:
         nxt = rule.condition.nxt
@@ -238,13 +250,13 @@ def _next_deadline(rules: Iterable[Rule], state: CustomerState, keep: Instant | 
     return best
 
 
-def _reason_value(typ: str, value: Any) -> Any:
+def reason_value(typ: str, value: Any) -> Any:
     if typ == TIME and value is not None:
         return format_instant(value)
     return value
 
 
-def _consent(state: CustomerState) -> Consent:
+def consent_of(state: CustomerState) -> Consent:
     return Consent(state.consent_email, state.consent_sms, state.consent_push)
 
 

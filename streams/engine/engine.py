@@ -11,19 +11,22 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
 
+from streams.engine import bounds
 from streams.engine import customer as core
+from streams.engine.switch import Switch, new_windows
 from streams.engine.timers import TimerIndex
 from streams.model.changes import ENTERED, SegmentChange
 from streams.model.clock import Instant, format_duration, format_instant
 from streams.model.events import BadEvent, Envelope, decode, type_of
 from streams.model.limits import DEFAULT_LIMITS, Limits
 from streams.model.state import CustomerState
-from streams.rules.pack import RulePack
+from streams.rules.deployments import Scheduled
+from streams.rules.pack import RulePack, WindowDef
 
 
 @dataclass
@@ -53,8 +56,17 @@ class Engine:
     def __init__(self, pack: RulePack, *, states: MutableMapping[str, CustomerState] | None = None,
                  aliases: MutableMapping[str, str] | None = None, clock: Instant | None = None,
                  erased: MutableMapping[str, Instant] | None = None,
-                 owns: Callable[[str], bool] | None = None, limits: Limits = DEFAULT_LIMITS) -> None:
+                 owns: Callable[[str], bool] | None = None, limits: Limits = DEFAULT_LIMITS,
+                 deployments: Sequence[Scheduled] = ()) -> None:
         self.pack = pack
+        """The pack live at the engine's clock."""
+        self.pending: list[Scheduled] = []
+        """Deployments still to go live, by instant (:meth:`deploy`)."""
+        self.shadows: dict[str, WindowDef] = {}
+        """Windows kept for the pending packs, under their shadow names (:mod:`streams.engine.switch`)."""
+        self.shadows_for_type: dict[str, tuple[WindowDef, ...]] = {}
+        self.keep_traits: frozenset[str] | None = None
+        """The traits records keep, when pending packs declare more than the live one."""
         self.limits = limits
         self.states: MutableMapping[str, CustomerState] = {} if states is None else states
         self.aliases: MutableMapping[str, str] = {} if aliases is None else aliases
@@ -74,6 +86,12 @@ class Engine:
         self.stats = Stats()
         self.sizes: Counter[str] = Counter()
         self.rebuild()
+        for scheduled in sorted(deployments, key=lambda d: d.at):
+            if clock is not None and scheduled.at <= clock:
+                self.pack = scheduled.pack  # live before the engine stopped: its switch is done
+            else:
+                self.pending.append(scheduled)
+        self._pending_changed()
 
     def rebuild(self) -> None:
         """Timer index and segment sizes from the store, after a restart or a rebalance."""
@@ -180,7 +198,7 @@ class Engine:
         if core.seen_before(state, keys):
             self.stats.duplicates += 1
             return changes
-        problem = self._beyond_limits(key, state, event, tag, ts, len(keys))
+        problem = bounds.beyond_limits(pack, self.limits, key, state, event, tag, ts, len(keys))
         if problem is not None:
             if tag == "identify" and merged is None:
                 self._drop_visitor(event.anonymous_id or "")
@@ -196,7 +214,10 @@ class Engine:
         if tag == "identify":
             self._merge(key, state, event.anonymous_id or "", merged)
             evaluate_all = True
-        new = core.apply_event(pack, key, state, event, tag, ts, evaluate_all=evaluate_all)
+        new = core.apply_event(pack, key, state, event, tag, ts, evaluate_all=evaluate_all,
+                               traits=self.keep_traits)
+        if self.shadows_for_type:
+            core.add_to_windows(state, event, self.shadows_for_type.get(tag, ()), ts)
         self.states[key] = state
         self.timers.set(key, state.deadline)
         self.stats.events += 1
@@ -206,7 +227,18 @@ class Engine:
         return changes
 
     def advance(self, until: Instant, *, inclusive: bool = True) -> list[SegmentChange]:
-        """Move the clock to ``until``, firing every deadline due by then, earliest first."""
+        """Move the clock to ``until``, firing every deadline due by then, earliest first, and
+        putting live each deployment whose instant is reached (before anything else at it)."""
+        changes: list[SegmentChange] = []
+        while self.pending and self.pending[0].at <= until:
+            scheduled = self.pending.pop(0)
+            changes += self._fire(scheduled.at, inclusive=False)
+            assert self.clock is not None
+            changes += self._switch(self.clock, scheduled.pack)
+        changes += self._fire(until, inclusive=inclusive)
+        return changes
+
+    def _fire(self, until: Instant, *, inclusive: bool) -> list[SegmentChange]:
         changes: list[SegmentChange] = []
         first = self.timers.next_deadline()
         if first is None or first > until or (first == until and not inclusive):
@@ -232,6 +264,78 @@ class Engine:
                 self._forget_old_erasures()
         return changes
 
+    # --- rule deployments ------------------------------------------------------------------------
+
+    def deploy(self, scheduled: Scheduled) -> list[SegmentChange]:
+        """A deployment learnt while running. One whose instant the clock has passed goes live
+        at once, at the clock (its changes returned); the others wait for their instant."""
+        if any(p.id == scheduled.id and scheduled.id for p in self.pending):
+            return []
+        if self.clock is not None and scheduled.at <= self.clock:
+            return self._switch(self.clock, scheduled.pack)
+        self.pending.append(scheduled)
+        self.pending.sort(key=lambda d: d.at)
+        self._pending_changed()
+        return []
+
+    def prefill(self, key: str, event: Envelope) -> bool:
+        """Count a past event of ``key`` (read from history) in the windows kept for the pending
+        packs; False when it does not belong there (no such record, or from before it began)."""
+        state = self.states.get(key)
+        tag = type_of(event)
+        defs = self.shadows_for_type.get(tag)
+        if state is None or not defs or event.instant < (state.first_seen or 0):
+            return False
+        if tag == "profile_updated" and self.keep_traits is not None:
+            traits = {n: v for n, v in event.properties.traits.items()  # type: ignore[attr-defined]
+                      if n in self.keep_traits and n not in self.pack.traits and n not in state.traits}
+            state.traits.update({n: v for n, v in traits.items() if isinstance(v, str | int | float | bool)})
+        core.add_to_windows(state, event, defs, event.instant)
+        self.states[key] = state
+        return True
+
+    def needs_history(self) -> bool:
+        """Whether a pending pack keeps something that history must fill."""
+        return bool(self.shadows) or self.keep_traits is not None
+
+    def _pending_changed(self) -> None:
+        shadows: dict[str, WindowDef] = {}
+        traits = set(self.pack.traits)
+        before = self.pack
+        for scheduled in self.pending:
+            shadows.update(new_windows(before, scheduled.pack))
+            traits |= scheduled.pack.traits
+            before = scheduled.pack
+        self.shadows = shadows
+        by_type: dict[str, list[WindowDef]] = {}
+        for window in shadows.values():
+            for event_type in window.events:
+                by_type.setdefault(event_type, []).append(window)
+        self.shadows_for_type = {k: tuple(v) for k, v in by_type.items()}
+        self.keep_traits = None if traits == self.pack.traits else frozenset(traits)
+
+    def _switch(self, at: Instant, new: RulePack) -> list[SegmentChange]:
+        """``new`` goes live at ``at``: every record re-judged (:class:`streams.engine.switch.Switch`)."""
+        remaining = frozenset().union(*(p.pack.traits for p in self.pending)) if self.pending else frozenset()
+        switch = Switch(self.pack, new, at, new.traits | remaining)
+        changes: list[SegmentChange] = []
+        for key in list(self.states):
+            state = self.states.get(key)
+            if state is None:
+                continue
+            made, touched = switch.apply(key, state)
+            if touched:
+                self.states[key] = state
+                self.timers.set(key, state.deadline)
+            if made:
+                self._count(made)
+                changes += made
+        self.pack = new
+        if self.clock is None or at > self.clock:
+            self.clock = at
+        self._pending_changed()
+        return changes
+
     def tick(self, clock: Instant) -> list[SegmentChange]:
         """The live clock moved to ``clock`` with no event: fire the deadlines strictly before it.
 
@@ -254,38 +358,6 @@ class Engine:
             f"{format_instant(clock)}; the allowed lateness is {format_duration(lateness)}",
             raw, event_id=event.event_id)
 
-    def _beyond_limits(self, key: str, state: CustomerState, event: Envelope, tag: str, ts: Instant,
-                       new_ids: int) -> str | None:
-        """Why applying the event would take the customer's record past a bound, if it would."""
-        limits = self.limits
-        horizon = max(state.clock, ts) - self.pack.allowed_lateness
-        core.forget_old(state, horizon)
-        if len(state.seen) + new_ids > limits.max_recent_events:
-            core.forget_old(state, horizon, thorough=True)
-            if len(state.seen) + new_ids > limits.max_recent_events:
-                return (f"too many events: {len(state.seen)} ids of this customer's events are "
-                        f"remembered within the allowed lateness "
-                        f"({format_duration(self.pack.allowed_lateness)}), the maximum is "
-                        f"{limits.max_recent_events} (max_recent_events)")
-        if tag == "add_to_cart":
-            sku = event.properties.sku  # type: ignore[attr-defined]
-            if sku not in state.cart and len(state.cart) >= limits.max_cart_lines:
-                return (f"cart lines: the cart holds {len(state.cart)} distinct skus, the maximum is "
-                        f"{limits.max_cart_lines} (max_cart_lines) - at `$.properties.sku`")
-        elif tag == "identify":
-            anon = event.anonymous_id or ""
-            if anon != key and anon not in state.anon_ids and len(state.anon_ids) >= limits.max_visitor_ids:
-                return (f"visitor ids: {len(state.anon_ids)} visitor ids are merged into this customer, "
-                        f"the maximum is {limits.max_visitor_ids} (max_visitor_ids); the visitor's record "
-                        f"is dropped - at `$.anonymous_id`")
-        elif tag == "profile_updated":
-            longest = limits.max_trait_length
-            for name, value in event.properties.traits.items():  # type: ignore[attr-defined]
-                if name in self.pack.traits and isinstance(value, str) and len(value) > longest:
-                    return (f"too long: {len(value)} characters, over the maximum of {longest} "
-                            f"(max_trait_length) - at `$.properties.traits.{name}`")
-        return None
-
     # --- identity and erasure ------------------------------------------------------------------
 
     def _drop_visitor(self, anon: str) -> None:
@@ -300,7 +372,7 @@ class Engine:
         if anon and anon != key:
             other = merged[1] if merged is not None else self.states.pop(anon, None)
             if other is not None:
-                core.merge(self.pack, state, other, anon)
+                core.merge(self.pack, state, other, anon, self.shadows)
                 self.timers.discard(anon)
                 core.keep_newest(state, self.limits.max_recent_events)
                 for sku in list(state.cart)[self.limits.max_cart_lines:]:  # the visitor's, added last

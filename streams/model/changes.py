@@ -33,6 +33,8 @@ class SegmentChange(msgspec.Struct, gc=False):
     reason: dict[str, Any]
     consent: Consent
     rule_version: int
+    pack_version: str = ""
+    """The version of the rule pack that was live at ``at``."""
 
 
 def change_id(customer_id: str, segment: str, transition: int, at: Instant, origin: int = 0) -> str:
@@ -46,7 +48,7 @@ def change_id(customer_id: str, segment: str, transition: int, at: Instant, orig
 
 
 def make(customer_id: str, segment: str, transition: int, at: Instant, reason: dict[str, Any],
-         consent: Consent, rule_version: int, origin: int = 0) -> SegmentChange:
+         consent: Consent, rule_version: int, origin: int = 0, pack_version: str = "") -> SegmentChange:
     return SegmentChange(
         change_id=change_id(customer_id, segment, transition, at, origin),
         customer_id=customer_id,
@@ -56,6 +58,7 @@ def make(customer_id: str, segment: str, transition: int, at: Instant, reason: d
         reason=reason,
         consent=consent,
         rule_version=rule_version,
+        pack_version=pack_version,
     )
 
 

@@ -16,6 +16,8 @@ Layout of a rules folder:
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import re
 import tomllib
 from dataclasses import dataclass
@@ -63,6 +65,8 @@ class WindowSpec(StrictFile):
 
 
 class PackSpec(StrictFile):
+    version: str | int | None = None
+    """The pack's version, as deployments and changes show it (the files' digest when unset)."""
     settings: Settings = msgspec.field(default_factory=Settings)
     traits: dict[str, str] = msgspec.field(default_factory=dict)
     windows: dict[str, WindowSpec] = msgspec.field(default_factory=dict)
@@ -93,6 +97,20 @@ class _Source:
             if number > after and pattern.match(line):
                 return number
         return None
+
+
+def pack_files(directory: str | Path) -> dict[str, str]:
+    """The files that make a pack (pack.toml and the segment files, not the tests), by name."""
+    folder = Path(directory)
+    return {path.name: path.read_text(encoding="utf-8") for path in sorted(folder.glob("*.toml"))}
+
+
+def digest_of(files: dict[str, str]) -> str:
+    """SHA-256 over the files' names and texts, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(files):
+        h.update(name.encode() + b"\0" + files[name].encode() + b"\0")
+    return h.hexdigest()
 
 
 def load_pack(directory: str | Path) -> RulePack:
@@ -139,8 +157,10 @@ class _Loader:
         kept = {n: w for n, w in windows.items() if n in used}
         fields = {n: f for n, f in scope_fields.items()
                   if not n.startswith("windows.") or n.removeprefix("windows.") in used}
+        rules = [_with_definition(rule, windows, traits) for rule in rules]
+        label = "" if spec.version is None else str(spec.version)
         return RulePack(tuple(rules), kept, fields, allowed_lateness=lateness, directory=str(self.directory),
-                        traits=frozenset(traits))
+                        traits=frozenset(traits), label=label, digest=digest_of(pack_files(self.directory)))
 
     # --- files -------------------------------------------------------------------------
 
@@ -235,8 +255,10 @@ class _Loader:
             else:
                 value = self._expression(source, spec.value, scope, NUMBER, "value", f"window {name}", header)
             if len(self.problems) == before:
+                definition = (f"events={sorted(spec.events)} over={length} aggregate={spec.aggregate} "
+                              f"where={spec.where!r} value={spec.value!r}")
                 windows[name] = WindowDef(name, tuple(spec.events), length, spec.aggregate, where, value,
-                                          spec.description)
+                                          spec.description, definition)
         return windows
 
     # --- segments --------------------------------------------------------------------------
@@ -268,7 +290,7 @@ class _Loader:
                                          original=spec.when)
             if condition is not None:
                 rules.append(Rule(spec.name, spec.version, condition, path.name, spec.description.strip(),
-                                  tuple(spec.tags), spec.requires_consent))
+                                  tuple(spec.tags), spec.requires_consent, definition=when))
         if not rules and not self.problems:
             self._problem(Kind.BAD_FILE, str(self.directory), "no segment files (*.toml besides pack.toml)")
         return rules
@@ -294,6 +316,17 @@ class _Loader:
                           key=key, line=file_line, col=col,
                           source=shown[line_in_expr - 1] if shown else text)
             return None
+
+
+def _with_definition(rule: Rule, windows: dict[str, WindowDef], traits: dict[str, str]) -> Rule:
+    """The rule with its full definition: version, condition, and what the names it reads mean."""
+    parts = [f"version={rule.version}", f"when={rule.definition}"]
+    for name in sorted(rule.reads):
+        if name.startswith("windows."):
+            parts.append(f"{name}: {windows[name.removeprefix('windows.')].definition}")
+        elif name.startswith("traits."):
+            parts.append(f"{name}: {traits[name.removeprefix('traits.')]}")
+    return dataclasses.replace(rule, definition="\n".join(parts))
 
 
 def _window_field(window: WindowDef) -> Field:

@@ -26,6 +26,8 @@ class WindowDef:
     where: Expr | None
     value: Expr | None
     description: str = ""
+    definition: str = ""
+    """What the window counts, as text: two windows with the same definition hold the same entries."""
 
     def value_of(self, event: Any) -> float | None:
         """What this event adds, or None when it does not count (filtered out, or no value)."""
@@ -48,6 +50,10 @@ class Rule:
     description: str = ""
     tags: tuple[str, ...] = ()
     requires_consent: str | None = None
+    definition: str = ""
+    """Everything the rule's membership depends on, as text (its version, condition, the
+    definitions of the windows and traits it reads): a deployment re-evaluates a rule whose
+    definition changed."""
 
     @property
     def reads(self) -> frozenset[str]:
@@ -69,6 +75,10 @@ class RulePack:
     directory: str = ""
     traits: frozenset[str] = frozenset()
     """The profile traits the pack declares: the only ones a customer's record keeps."""
+    label: str = ""
+    """The ``version`` set in pack.toml, if any."""
+    digest: str = ""
+    """SHA-256 of the pack's files: the same files, the same digest."""
     windows_for_type: dict[str, tuple[WindowDef, ...]] = field(default_factory=dict)
     timed_rules: tuple[Rule, ...] = ()
     affected: dict[tuple[str, bool, bool], tuple[Rule, ...]] = field(default_factory=dict)
@@ -101,6 +111,11 @@ class RulePack:
                     touched = names | seen_names if seen else names
                     self.affected[event_type, due, seen] = tuple(
                         r for r in self.rules if r.reads & touched or (due and r.timed))
+
+    @property
+    def version(self) -> str:
+        """The pack's version as changes and deployments show it: its label, or its digest."""
+        return self.label or self.digest[:12]
 
     def rule(self, name: str) -> Rule:
         for rule in self.rules:

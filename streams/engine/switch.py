@@ -1,0 +1,134 @@
+"""Putting a new rule pack live at one instant: what changes, and one customer re-evaluated.
+
+At the switch (docs/rules.md, Changing rules safely) every customer is judged at the instant
+``at`` against the new pack: members of a removed segment exit, a rule whose definition changed
+and a new rule are evaluated, and the differences are ordinary changes stamped ``at`` whose
+reason names the deployment. Rules that did not change are not judged: nothing about them
+changed at that instant that their deadlines would not catch.
+
+A window the new pack adds (or defines anew) must not start empty: from the moment the engine
+knows of a pending pack it keeps that window beside the live ones, under a *shadow* name, and
+the driver fills it from history (:meth:`streams.engine.Engine.prefill`); at the switch the
+shadow becomes the window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from streams.engine import customer as core
+from streams.model.changes import SegmentChange, make
+from streams.model.clock import Instant
+from streams.model.state import CustomerState
+from streams.rules.pack import Rule, RulePack, WindowDef
+
+SHADOW = "@"
+"""Separates a shadow window's name from the pack it is kept for: ``name@digest``."""
+
+
+def shadow_name(window: str, pack: RulePack) -> str:
+    return f"{window}{SHADOW}{pack.digest[:12]}"
+
+
+def new_windows(before: RulePack, after: RulePack) -> dict[str, WindowDef]:
+    """Windows of ``after`` that ``before`` does not keep with the same definition, under
+    their shadow names."""
+    out = {}
+    for name, window in after.windows.items():
+        kept = before.windows.get(name)
+        if kept is None or kept.definition != window.definition:
+            shadow = shadow_name(name, after)
+            out[shadow] = WindowDef(shadow, window.events, window.length, window.aggregate, window.where,
+                                    window.value, window.description, window.definition)
+    return out
+
+
+@dataclass
+class Switch:
+    """From ``old`` to ``new`` at ``at``: what each customer goes through."""
+
+    old: RulePack
+    new: RulePack
+    at: Instant
+    keep_traits: frozenset[str]
+    """Traits a record keeps after the switch: the new pack's, and those of packs still pending."""
+    removed: tuple[Rule, ...] = ()
+    judged: tuple[tuple[Rule, str], ...] = ()
+    """(rule, "added" or "changed"), in pack order."""
+    from_shadow: dict[str, str] = field(default_factory=dict)
+    """window -> its shadow name."""
+
+    def __post_init__(self) -> None:
+        new_names = {rule.name for rule in self.new.rules}
+        before = {rule.name: rule for rule in self.old.rules}
+        self.removed = tuple(rule for rule in self.old.rules if rule.name not in new_names)
+        judged = []
+        for rule in self.new.rules:
+            prior = before.get(rule.name)
+            if prior is None:
+                judged.append((rule, "added"))
+            elif prior.definition != rule.definition:
+                judged.append((rule, "changed"))
+        self.judged = tuple(judged)
+        self.from_shadow = {name.split(SHADOW)[0]: name for name in new_windows(self.old, self.new)}
+
+    @property
+    def effect(self) -> dict[str, str]:
+        """segment -> added, changed or removed."""
+        out = {rule.name: kind for rule, kind in self.judged}
+        out.update({rule.name: "removed" for rule in self.removed})
+        return out
+
+    def apply(self, key: str, state: CustomerState) -> tuple[list[SegmentChange], bool]:
+        """Re-judge one customer at the switch: their changes, and whether the record changed."""
+        touched = self._windows_and_traits(state)
+        if not state.identified:
+            return [], touched
+        at, new = self.at, self.new
+        before_clock, before_deadline = state.clock, state.deadline
+        if state.clock < at:
+            state.clock = at
+        now = state.clock
+        consent = core.consent_of(state)
+        changes: list[SegmentChange] = []
+        members = state.members
+        for rule in self.removed:
+            count = members.get(rule.name, 0)
+            if count % 2 == 1:
+                members[rule.name] = count + 1
+                changes.append(make(key, rule.name, count + 1, now, self._reason("removed"), consent,
+                                    rule.version, state.origin, new.version))
+        for rule, kind in self.judged:
+            member = bool(rule.condition.fn(state))
+            count = members.get(rule.name, 0)
+            if member != (count % 2 == 1):
+                members[rule.name] = count + 1
+                reason = {**new.reason(rule, state, core.reason_value), **self._reason(kind)}
+                changes.append(make(key, rule.name, count + 1, now, reason, consent, rule.version,
+                                    state.origin, new.version))
+        state.deadline = core.next_deadline(new.timed_rules, state, None)
+        if not changes:
+            state.clock = before_clock  # judged, unchanged: the customer's own time stays theirs
+        return changes, touched or bool(changes) or state.deadline != before_deadline
+
+    def _reason(self, kind: str) -> dict[str, Any]:
+        return {"deployment": {"pack_version": self.new.version, "rule": kind}}
+
+    def _windows_and_traits(self, state: CustomerState) -> bool:
+        touched = False
+        kept = state.windows
+        for name, shadow in self.from_shadow.items():
+            entries = kept.pop(shadow, None)
+            if entries:
+                kept[name] = entries
+                touched = True
+            elif kept.pop(name, None) is not None:
+                touched = True
+        for name in [n for n in kept if n not in self.new.windows and SHADOW not in n]:
+            del kept[name]
+            touched = True
+        for name in [n for n in state.traits if n not in self.keep_traits]:
+            del state.traits[name]
+            touched = True
+        return touched
