@@ -36,7 +36,7 @@ def test_replay_prints_changes_bad_events_and_a_summary(tmp_path: Path) -> None:
         ("c2", "new_visitor", "entered", iso(minutes(45))),
     ]
     assert set(changes[0]) == {"change_id", "customer_id", "segment", "change", "at", "reason", "consent",
-                               "rule_version"}
+                               "rule_version", "pack_version"}
     err = result.stderr.decode().splitlines()
     bad = [msgspec.json.decode(line) for line in err[:-1]]
     assert [b["where"] for b in bad] == [f"{path}:2", f"{path}:3"]
