@@ -15,6 +15,7 @@ from streams.rules.problems import RuleError
 
 if TYPE_CHECKING:
     from streams.model.limits import Limits
+    from streams.rules.deployments import Scheduled
     from streams.rules.pack import RulePack
 
 DEFAULT_RULES = "rules"
@@ -40,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--rules", default=DEFAULT_RULES, metavar="DIR", help="rules folder (default: rules)")
     replay.add_argument("--until", type=_instant, metavar="TS",
                         help="move the clock to this time at the end, firing the deadlines due by then")
+    replay.add_argument("--deployments", metavar="FILE",
+                        help="rule deployments (JSON lines, as `segmenter rules history --json` prints "
+                        "them): each pack goes live at its effective_at, as on the workers")
     replay.set_defaults(run=_replay)
 
     backtest = commands.add_parser("backtest", help="replay a history and report how each segment behaved",
@@ -53,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="folder for backtest.txt and segment_sizes.png (default: backtest)")
     backtest.add_argument("--until", type=_instant, metavar="TS",
                           help="move the clock to this time at the end, firing the deadlines due by then")
+    backtest.add_argument("--deployments", metavar="FILE",
+                          help="rule deployments (JSON lines), each going live at its effective_at")
     backtest.set_defaults(run=_backtest)
 
     worker = commands.add_parser("worker", help="run the streaming worker on Kafka",
@@ -125,8 +131,14 @@ def _replay(args: argparse.Namespace) -> int:
     if args.file != "-" and not Path(args.file).is_file():
         print(f"segmenter replay: no such file: {args.file}", file=sys.stderr)
         return 2
-    replay_file(pack, args.file, until=args.until, limits=_limits(pack))
+    replay_file(pack, args.file, until=args.until, limits=_limits(pack), deployments=_deployments(args))
     return 0
+
+
+def _deployments(args: argparse.Namespace) -> list[Scheduled]:
+    from streams.rules import deployments
+
+    return [] if not args.deployments else deployments.schedule(deployments.read_file(args.deployments))
 
 
 def _limits(pack: RulePack) -> Limits:
@@ -150,7 +162,7 @@ def _backtest(args: argparse.Namespace) -> int:
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    report, summary = backtest_file(pack, args.file, until=args.until)
+    report, summary = backtest_file(pack, args.file, until=args.until, deployments=_deployments(args))
     skipped = f", {summary.bad} bad skipped (segmenter replay lists them)" if summary.bad else ""
     text = table(report, f"Backtest of {args.file} with the rules in {args.rules}: "
                          f"{summary.events_read:,} events{skipped}, "

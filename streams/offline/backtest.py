@@ -14,7 +14,7 @@ the time customers spent in A that they spent in B as well. A segment with at le
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from streams.model.changes import ENTERED, EXITED, SegmentChange
 from streams.model.clock import Duration, Instant, parse_instant
 from streams.model.events import BadEvent
 from streams.offline.replay import Summary, latest_accepted, run
+from streams.rules.deployments import Scheduled
 from streams.rules.pack import RulePack
 
 NOT_DISTINCT = 0.95
@@ -258,13 +259,14 @@ def backtest(changes: Iterable[SegmentChange], segments: Iterable[str] = (), end
 
 
 def backtest_file(pack: RulePack, path: str | Path, *, until: Instant | None = None,
-                  ) -> tuple[Report, Summary]:
+                  deployments: Sequence[Scheduled] = ()) -> tuple[Report, Summary]:
     """Replay ``path`` through the engine (as ``segmenter replay`` does) into a report.
 
     Bad events are counted in the summary and otherwise skipped: ``segmenter replay`` lists them.
     """
-    engine = Engine(pack)
-    bt = Backtest(rule.name for rule in pack.rules)
+    engine = Engine(pack, deployments=deployments)
+    names = dict.fromkeys(rule.name for p in [pack, *(d.pack for d in deployments)] for rule in p.rules)
+    bt = Backtest(names)
 
     def skip(_: BadEvent) -> None:
         pass

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import BinaryIO, TextIO
@@ -22,6 +22,7 @@ from streams.model.changes import SegmentChange
 from streams.model.clock import Instant, format_instant, from_datetime
 from streams.model.events import DEFAULT_MAX_CLOCK_SKEW, BadEvent
 from streams.model.limits import DEFAULT_LIMITS, Limits
+from streams.rules.deployments import Scheduled
 from streams.rules.pack import RulePack
 
 
@@ -88,11 +89,12 @@ def run(engine: Engine, lines: Iterable[bytes], *, name: str, until: Instant | N
 
 def replay_file(pack: RulePack, path: str, *, until: Instant | None = None,
                 out: BinaryIO | None = None, err: TextIO | None = None, progress: bool | None = None,
-                limits: Limits = DEFAULT_LIMITS) -> Summary:
-    """The command: ``path`` is a file name or ``-`` for standard input."""
+                limits: Limits = DEFAULT_LIMITS, deployments: Sequence[Scheduled] = ()) -> Summary:
+    """The command: ``path`` is a file name or ``-`` for standard input. ``deployments``: the
+    packs that go live later, each at its instant, as on the live workers."""
     out = out if out is not None else sys.stdout.buffer
     err = err if err is not None else sys.stderr
-    engine = Engine(pack, limits=limits)
+    engine = Engine(pack, limits=limits, deployments=deployments)
     write = out.write
     buffer: list[bytes] = []
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import msgspec
 
 from streams.errors import SegmenterError
-from streams.model.clock import Instant, parse_instant
-from streams.rules.load import digest_of, load_pack
+from streams.model.clock import Instant, format_instant, parse_instant
+from streams.rules.load import digest_of, load_pack, pack_files
 from streams.rules.pack import RulePack
 
 INITIAL = "initial"
@@ -54,6 +54,16 @@ class Scheduled(msgspec.Struct, frozen=True):
     at: Instant
     pack: RulePack
     id: str = ""
+
+
+def of_folder(directory: str | Path, effective_at: Instant, *, by: str = "", note: str = "",
+              deployed_at: str = "") -> Deployment:
+    """A deployment of the pack in ``directory`` (checked: a pack that does not load raises)."""
+    files = pack_files(directory)
+    pack = load_pack(directory)
+    at = format_instant(effective_at)
+    return Deployment(id=f"{at}/{pack.digest[:12]}", pack_version=pack.version, digest=pack.digest,
+                      effective_at=at, files=files, by=by, note=note, deployed_at=deployed_at)
 
 
 def compile_pack(deployment: Deployment) -> RulePack:
