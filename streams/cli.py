@@ -107,7 +107,35 @@ def build_parser() -> argparse.ArgumentParser:
                                            "(see docs/rules.md). Exit 0 only if all pass.")
     rule_tests.add_argument("dir", nargs="?", default=DEFAULT_RULES, help="rules folder (default: rules)")
     rule_tests.set_defaults(run=_rules_test)
+    deploy = rules_commands.add_parser(
+        "deploy", help="validate, test and preview a pack, then put it live on the running workers",
+        description="Check the pack (it loads, its rule tests pass, a changed rule has a new version), "
+        "show what the switch would do on the live state (entries and exits per segment, with a sample, "
+        "and how far back history reaches for new windows), ask, and put it live at effective_at on "
+        "every worker. Deploying an older pack is a rollback. Kafka settings: --bootstrap-servers, "
+        "--app-id or the SEGMENTER_* variables of the worker.")
+    from streams.tools import deploy as deploy_module
+
+    deploy_module.add_arguments(deploy)
+    _kafka_flags(deploy)
+    deploy.set_defaults(run=_rules_deploy)
+    history = rules_commands.add_parser("history", help="list the rule packs put live, when, by whom, with what effect",
+                                        description="Every deployment on the workers' deployments topic, "
+                                        "in the order they go live; --json prints them as JSON lines, the "
+                                        "file `segmenter replay --deployments` reads.")
+    history.add_argument("--json", action="store_true", help="JSON lines, with each pack's files")
+    _kafka_flags(history)
+    history.set_defaults(run=_rules_history)
     return parser
+
+
+def _kafka_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bootstrap-servers", default=None, metavar="SERVERS",
+                        help="Kafka bootstrap servers (env SEGMENTER_BOOTSTRAP_SERVERS, default 127.0.0.1:9092)")
+    parser.add_argument("--app-id", default=None, metavar="ID",
+                        help="the workers' app id (env SEGMENTER_APP_ID, default segmenter)")
+    parser.add_argument("--partitions", default=None, metavar="N",
+                        help="partitions of the input topics (env SEGMENTER_PARTITIONS, default 8)")
 
 
 def _worker_flags(parser: argparse.ArgumentParser) -> None:
@@ -197,6 +225,7 @@ def _worker(args: argparse.Namespace) -> int:
                  source_length=max(map(len, topics)) + 6)
     worker = Worker(config, pack)
     asyncio.run(worker.ensure_topics())
+    asyncio.run(worker.rollout.read_known())
     faust.Worker(worker.app, loglevel=args.loglevel, quiet=True).execute_from_commandline()
     return 0
 
@@ -223,6 +252,20 @@ def _rules_test(args: argparse.Namespace) -> int:
     from streams.offline.ruletest import command
 
     return command(args.dir)
+
+
+def _rules_deploy(args: argparse.Namespace) -> int:
+    from streams.live import settings
+    from streams.tools import deploy
+
+    return deploy.command(args, settings.load(vars(args)))
+
+
+def _rules_history(args: argparse.Namespace) -> int:
+    from streams.live import settings
+    from streams.tools import deploy
+
+    return deploy.history(settings.load(vars(args)), args.json)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -90,11 +90,14 @@ class Checkpoint:
     clocks: dict[int, int] = field(default_factory=dict)
     """partition -> its clock, where it moved since the last commit: a restarted engine judges
     lateness (and erasure markers expire) from where its predecessor left off."""
+    marks: list[tuple[int, str]] = field(default_factory=list)
+    """(partition, progress key) of what was done once and must not be done again (a history
+    fill), recorded with the records it changed."""
 
     @classmethod
     def take(cls, sent: list[asyncio.Future[Any]],
              views: Iterable[tuple[int, Iterable[PartitionView[Any]]]], offsets: Offsets,
-             clocks: dict[int, int] | None = None) -> Checkpoint:
+             clocks: dict[int, int] | None = None, marks: list[tuple[int, str]] | None = None) -> Checkpoint:
         """Set aside the sends, the changed keys of each view, the moved offsets and clocks, as
         of now."""
         records = []
@@ -103,7 +106,7 @@ class Checkpoint:
                 keys = view.snapshot()
                 if keys:
                     records.append((partition, view, keys))
-        return cls(sent, records, offsets.moved(), clocks or {})
+        return cls(sent, records, offsets.moved(), clocks or {}, marks or [])
 
     async def commit(self, writes: ChangelogWrites, progress: Any, consumer: Any, offsets: Offsets,
                      writing: Callable[[int], AbstractContextManager[None]]) -> None:
@@ -134,6 +137,9 @@ class Checkpoint:
         for partition, clock in self.clocks.items():
             with writing(partition):
                 writes.write(progress, partition, clock_key(partition), str(clock).encode())
+        for partition, key in self.marks:
+            with writing(partition):
+                writes.write(progress, partition, key, b"1")
         await writes.send()
         # 4.
         if self.offsets:
@@ -147,6 +153,11 @@ class Checkpoint:
 def clock_key(partition: int) -> str:
     """The ``progress`` key of a partition's clock."""
     return f"clock#{partition}"
+
+
+def fill_key(deployment: str, partition: int) -> str:
+    """The ``progress`` key saying history filled a deployment's new windows on a partition."""
+    return f"fill#{deployment}#{partition}"
 
 
 class Committer:

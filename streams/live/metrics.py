@@ -29,6 +29,11 @@ class Metrics:
                                 "the worker started; the worker keeps the clock it read then", registry=r)
         self.handoffs_given_up = Counter("segmenter_handoffs_given_up", "Identity merges not back within "
                                          "handoff_wait: the customer's events went on without them", registry=r)
+        self.deployments = Counter("segmenter_deployments", "Rule deployments read from the topic while "
+                                   "running, learnt or refused (a pack that does not compile)", ["outcome"],
+                                   registry=r)
+        self.pack = Gauge("segmenter_rule_pack", "Partitions on which each pack version is live", ["version"],
+                          registry=r)
         self.partitions = Gauge("segmenter_partitions", "Input partitions this worker owns", registry=r)
 
     def render(self) -> bytes:

@@ -16,14 +16,18 @@ from typing import Any
 import faust
 
 from streams.engine import Engine
+from streams.engine.customer import event_hash
 from streams.live.app import Tables
-from streams.live.checkpoint import Offsets, clock_key
+from streams.live.checkpoint import Offsets, clock_key, fill_key
+from streams.live.metrics import Metrics
 from streams.live.settings import WorkerSettings
 from streams.live.views import MirroredView, PartitionView, in_partition, partition_of
 from streams.model import state as state_codec
 from streams.model.changes import SegmentChange
 from streams.model.clock import Instant
+from streams.model.events import BadEvent, decode
 from streams.model.state import CustomerState
+from streams.rules.deployments import Scheduled
 from streams.rules.pack import RulePack
 
 log = logging.getLogger("segmenter.worker")
@@ -39,8 +43,14 @@ def _encode_int(value: int) -> bytes:
 
 class Partitions:
     def __init__(self, app: faust.App, tables: Tables, settings: WorkerSettings, pack: RulePack,
-                 offsets: Offsets) -> None:
+                 offsets: Offsets, deployments: Iterable[Scheduled] = ()) -> None:
         self.app = app
+        self.deployments: list[Scheduled] = list(deployments)
+        """Every deployment known, for the engines built later."""
+        self.filled: dict[int, set[str]] = {}
+        """partition -> the deployments whose windows history has filled there."""
+        self.unrecorded: list[tuple[int, str]] = []
+        """(partition, progress key) of fills the next commit records."""
         self.tables = tables
         self.settings = settings
         self.pack = pack
@@ -77,7 +87,9 @@ class Partitions:
             recorded_clock = tables.progress.get(clock_key(partition))
             clock = None if recorded_clock is None else int(recorded_clock)
             engine = Engine(self.pack, states=states, aliases=aliases, erased=MirroredView(erased),
-                            owns=aliases.local, limits=self.limits, clock=clock)
+                            owns=aliases.local, limits=self.limits, clock=clock, deployments=self.deployments)
+            self.filled[partition] = {d.id for d in engine.pending
+                                      if tables.progress.get(fill_key(d.id, partition)) is not None}
             if clock is not None:
                 self.recorded_clocks[partition] = clock
             for topic in self.source_topics:
@@ -91,6 +103,7 @@ class Partitions:
         return engine
 
     def drop(self, partition: int) -> None:
+        self.filled.pop(partition, None)
         self.engines.pop(partition, None)
         self.views.pop(partition, None)
         self.recorded_clocks.pop(partition, None)
@@ -99,10 +112,6 @@ class Partitions:
         """partition -> its clock, where it moved since the last commit recorded it."""
         return {partition: engine.clock for partition, engine in self.engines.items()
                 if engine.clock is not None and engine.clock != self.recorded_clocks.get(partition)}
-
-    def dirty(self) -> bool:
-        """Whether any view holds changes the next commit must write."""
-        return any(view.dirty for views in self.views.values() for view in views)
 
     def state_of(self, customer_id: str) -> tuple[int, CustomerState | None]:
         """The customer's partition, and their record if this worker owns it."""
@@ -130,6 +139,77 @@ class Partitions:
                 with self.writing(partition):
                     changes += engine.tick(clock)
         return changes
+
+    def deploy(self, scheduled: Scheduled) -> list[SegmentChange]:
+        """A deployment learnt while running, to every engine (and every engine built later)."""
+        self.deployments.append(scheduled)
+        changes: list[SegmentChange] = []
+        for partition, engine in self.engines.items():
+            with self.writing(partition):
+                late = engine.clock is not None and scheduled.at <= engine.clock
+                changes += engine.deploy(scheduled)
+            if late:
+                log.warning("partition %d: deployment %s is effective at a time its clock has passed; "
+                            "live there from now", partition, scheduled.id)
+        return changes
+
+    def to_fill(self) -> dict[int, list[str]]:
+        """partition -> the pending deployments whose new windows history has not filled yet."""
+        out = {}
+        for partition, engine in self.engines.items():
+            ids = [d.id for d in engine.pending if d.id not in self.filled.get(partition, set())]
+            if ids and engine.needs_history():
+                out[partition] = ids
+        return out
+
+    def prefill(self, topic_partition: int, raw: bytes, seen: set[int]) -> None:
+        """One message of history, read from a partition of the input topics, counted in the
+        new windows of the record it belongs to, if this worker holds it. ``seen``: the event
+        ids counted so far, so that a message sent twice counts once."""
+        event = decode(raw, limits=self.limits)
+        if isinstance(event, BadEvent):
+            return
+        ident = event_hash(event.event_id)
+        if ident in seen:
+            return
+        key = event.customer_id
+        if key is None:
+            anon = event.anonymous_id or ""
+            source = self.engines.get(topic_partition)
+            with self.writing(topic_partition):
+                key = anon if source is None else source.aliases.get(anon, anon)
+        partition = self.partition_of(key)
+        engine = self.engines.get(partition)
+        if engine is not None:
+            with self.writing(partition):
+                if engine.prefill(key, event):
+                    seen.add(ident)
+
+    def filled_now(self, partition: int, ids: list[str]) -> None:
+        self.filled.setdefault(partition, set()).update(ids)
+        self.unrecorded += [(partition, fill_key(i, partition)) for i in ids]
+
+    def take_marks(self) -> list[tuple[int, str]]:
+        """The fills for the next commit to record (:class:`streams.live.checkpoint.Checkpoint`)."""
+        marks, self.unrecorded = self.unrecorded, []
+        return marks
+
+    def dirty(self) -> bool:
+        """Whether any view holds changes the next commit must write (or a fill to record)."""
+        return bool(self.unrecorded) or any(view.dirty for views in self.views.values() for view in views)
+
+    def measure(self, metrics: Metrics) -> None:
+        """Segment sizes, timers and live packs into the metrics, after a commit."""
+        for segment, size in self.segment_sizes().items():
+            metrics.segment_size.labels(segment).set(size)
+        metrics.timers.set(self.timers())
+        metrics.pack.clear()
+        for version in self.packs().values():
+            metrics.pack.labels(version).inc()
+
+    def packs(self) -> dict[int, str]:
+        """partition -> the version of its live pack."""
+        return {partition: engine.pack.version for partition, engine in sorted(self.engines.items())}
 
     def timers(self) -> int:
         """Customers with a pending deadline, on every owned partition."""

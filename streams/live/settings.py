@@ -94,6 +94,11 @@ class WorkerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     def identity_topic(self) -> str:
         return f"{self.app_id}-identity"
 
+    @property
+    def deployments_topic(self) -> str:
+        """Compacted, one partition: every rule pack put live, and when (``segmenter rules deploy``)."""
+        return f"{self.app_id}-rule-deployments"
+
     def kafka_security(self) -> dict[str, Any]:
         """aiokafka client arguments for TLS and SASL/SCRAM."""
         options: dict[str, Any] = {"security_protocol": self.security_protocol}
@@ -113,7 +118,8 @@ class WorkerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 HELP: dict[str, str] = {
     "bootstrap_servers": "Kafka brokers to connect to, host:port, comma-separated",
     "app_id": "consumer group and prefix of internal topics; workers with the same id share the work",
-    "rules": "folder of the rule pack (pack.toml and segment files)",
+    "rules": "folder of the rule pack the first worker records as the initial deployment; later packs "
+             "come from the deployments topic",
     "store": "where tables live on the worker: rocksdb (on disk) or memory (restored from the "
              "changelogs at every start)",
     "data_dir": "folder for the RocksDB tables",

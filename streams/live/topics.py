@@ -30,6 +30,9 @@ def wanted_topics(settings: WorkerSettings, app: faust.App) -> dict[str, NewTopi
     for topic, retention in ((s.identity_topic, s.identity_retention),
                              (s.dead_letter_topic, s.dead_letter_retention)):
         wanted[topic] = NewTopic(topic, s.partitions, 1, topic_configs={"retention.ms": str(int(retention * 1000))})
+    # Every deployment is kept (one record per id, never deleted): the history of what was live.
+    wanted[s.deployments_topic] = NewTopic(s.deployments_topic, 1, 1, topic_configs={
+        "cleanup.policy": "compact", "retention.ms": "-1"})
     tables: Any = app.tables
     for table in tables.values():
         topic = table.changelog_topic

@@ -85,8 +85,13 @@ def register(app: faust.App, customers: Any, readout: Readout, token: str | None
 
     @app.page("/segments/")
     async def segments(web: View, request: Request) -> Response:
+        packs = readout.partitions.packs()
+        versions = sorted(set(packs.values()))
+        pending = sorted({d.id for engine in readout.partitions.engines.values() for d in engine.pending})
         return web.json({"segments": readout.partitions.segment_sizes(),
-                         "partitions": sorted(readout.partitions.engines)})
+                         "partitions": sorted(readout.partitions.engines),
+                         "pack_version": versions[0] if len(versions) == 1 else versions,
+                         "packs": {str(p): v for p, v in packs.items()}, "pending_deployments": pending})
 
     @app.page("/health/")
     async def health(web: View, request: Request) -> Response:

@@ -37,6 +37,7 @@ from streams.live.metrics import Metrics
 from streams.live.outbox import Outbox, make_producer
 from streams.live.partitions import Partitions
 from streams.live.progress import ReadProgress
+from streams.live.rollout import Rollout
 from streams.live.settings import WorkerSettings
 from streams.live.source import Batch, Fetch, SourceReader
 from streams.live.topics import ensure_topics
@@ -72,6 +73,7 @@ class Worker:
         self.partitions = Partitions(self.app, self.tables, settings, pack, self.offsets)
         self.progress = ReadProgress(self.offsets)
         self.outbox = Outbox(settings, self.metrics)
+        self.rollout = Rollout(settings, self.partitions, self.offsets, self.outbox, self.metrics)
         self.identity = Identity(self.partitions.partition_of, self.outbox, self.metrics,
                                  monotonic=self.clocks.monotonic, wait=settings.handoff_wait)
         self.aligner = Aligner(self.source_topics, self.progress, max_wait=settings.align_wait,
@@ -88,6 +90,7 @@ class Worker:
         app = self.app
         app.topics.add(self.subscription)
         app.task(self._pipeline)
+        self.rollout.attach(app, self.lock, self.ready, lambda: self.producer)
         app.timer(settings.tick_interval)(self._tick)
         app.on_rebalance_complete.connect(self._on_assigned)  # type: ignore[arg-type]
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
@@ -100,12 +103,11 @@ class Worker:
     # --- partitions ---------------------------------------------------------------------------
 
     def owned_partitions(self) -> set[int]:
-        first = self.settings.clickstream_topic
-        return {tp.partition for tp in self.app.consumer.assignment() if tp.topic == first}
+        return {tp.partition for tp in self.app.consumer.assignment() if tp.topic == self.settings.clickstream_topic}
 
     async def _on_assigned(self, app: Any, **_: Any) -> None:
-        """The tables of the assigned partitions are recovered (or had nothing to recover):
-        their engines are built, and their source topics read from where ``progress`` says."""
+        """The assigned partitions' tables are recovered: their engines are built, new windows of
+        pending packs filled from history, and their source topics read from where ``progress`` says."""
         async with self.lock:
             owned = self.owned_partitions()
             for partition in list(self.partitions.engines):
@@ -116,6 +118,7 @@ class Worker:
                 self.partitions.engine_for(partition)
                 self.idle.assigned(partition, now)
             self.metrics.partitions.set(len(owned))
+            await self.rollout.fill()
             positions = self.offsets.positions(owned, self.source_topics)
             if self.reader is None:
                 self.to_read = positions
@@ -261,16 +264,14 @@ class Worker:
 
     def _checkpoint(self) -> Checkpoint:
         return Checkpoint.take(self.outbox.take_in_flight(), self.partitions.views.items(), self.offsets,
-                               self.partitions.moved_clocks())
+                               self.partitions.moved_clocks(), self.partitions.take_marks())
 
     async def _commit(self, checkpoint: Checkpoint) -> None:
         assert self.writes is not None
         await checkpoint.commit(self.writes, self.tables.progress, self.app.consumer, self.offsets,
                                 self.partitions.writing)
         self.partitions.recorded_clocks.update(checkpoint.clocks)
-        for segment, size in self.partitions.segment_sizes().items():
-            self.metrics.segment_size.labels(segment).set(size)
-        self.metrics.timers.set(self.partitions.timers())
+        self.partitions.measure(self.metrics)
 
     # --- time ---------------------------------------------------------------------------------
 

@@ -1,0 +1,148 @@
+"""Rule deployments on Kafka: the ``rule-deployments`` topic, and history for new windows.
+
+The topic (compacted, one partition, one record per deployment, keyed by its id) is the
+history of what was live when. A worker reads it whole before it starts, and records its own
+pack as the ``initial`` deployment when it finds none; then it follows the topic, so a pack
+deployed while it runs goes live without a restart, and a worker that joins later runs the
+same history of packs (:class:`Follower`).
+
+A pending pack that adds a window needs the events before it was known: :func:`read_history`
+reads a worker's partitions of the input topics from their beginning up to what was applied,
+for the engines to count them (:meth:`streams.engine.Engine.prefill`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import TopicPartition
+
+from streams.live.settings import WorkerSettings
+from streams.rules import deployments
+from streams.rules.deployments import INITIAL, Deployment
+
+log = logging.getLogger("segmenter.deploys")
+
+
+def _consumer(settings: WorkerSettings, **options: Any) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
+                            enable_auto_commit=False, auto_offset_reset="earliest",
+                            isolation_level="read_committed", **options, **settings.kafka_security())
+
+
+async def read_all(settings: WorkerSettings) -> list[Deployment]:
+    """Every deployment on the topic (the latest record of each id), in the order they were made."""
+    consumer = _consumer(settings)
+    await consumer.start()
+    try:
+        return [d for d, _ in await _read_to_end(consumer, TopicPartition(settings.deployments_topic, 0))]
+    finally:
+        await consumer.stop()
+
+
+async def _read_to_end(consumer: AIOKafkaConsumer, tp: TopicPartition) -> list[tuple[Deployment, int]]:
+    consumer.assign([tp])
+    await consumer.seek_to_beginning(tp)
+    end = (await consumer.end_offsets([tp]))[tp]
+    found: dict[str, tuple[Deployment, int]] = {}
+    while await consumer.position(tp) < end:
+        for records in (await consumer.getmany(tp, timeout_ms=500)).values():
+            for record in records:
+                found.pop(record.key.decode() if record.key else "", None)
+                if record.value is not None:
+                    deployment = _decode(record.value, record.offset)
+                    if deployment is not None:
+                        found[deployment.id] = (deployment, record.offset)
+    return list(found.values())
+
+
+def _decode(raw: bytes, offset: int) -> Deployment | None:
+    try:
+        return deployments.decode(raw)
+    except Exception as exc:  # a record no worker can use must not stop every worker
+        log.error("rule-deployments offset %d: not a deployment, skipped: %s", offset, exc)
+        return None
+
+
+async def publish(settings: WorkerSettings, deployment: Deployment) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all",
+                                enable_idempotence=True, **settings.kafka_security())
+    await producer.start()
+    try:
+        await producer.send_and_wait(settings.deployments_topic, deployments.encode(deployment),
+                                     key=deployment.id.encode(), partition=0)
+    finally:
+        await producer.stop()
+
+
+async def history_at_start(settings: WorkerSettings, rules: str) -> list[Deployment]:
+    """The deployments so far; when there are none, the pack in ``rules`` is recorded as the
+    initial one, live from the beginning of time."""
+    found = await read_all(settings)
+    if not found:
+        initial = deployments.of_folder(rules, 0, by="worker", note=f"the pack the first worker started with ({rules})")
+        initial = Deployment(**{**_fields(initial), "id": INITIAL})
+        await publish(settings, initial)
+        found = await read_all(settings)
+    return found
+
+
+def _fields(deployment: Deployment) -> dict[str, Any]:
+    return {name: getattr(deployment, name) for name in deployment.__struct_fields__}
+
+
+class Follower:
+    """Follows the topic while the worker runs: each new deployment, once."""
+
+    def __init__(self, settings: WorkerSettings, known: Iterable[Deployment]) -> None:
+        self.settings = settings
+        self.known = {d.id for d in known}
+        self.tp = TopicPartition(settings.deployments_topic, 0)
+
+    async def follow(self) -> AsyncIterator[Deployment]:
+        consumer = _consumer(self.settings)
+        await consumer.start()
+        try:
+            consumer.assign([self.tp])
+            await consumer.seek_to_beginning(self.tp)
+            while True:
+                for records in (await consumer.getmany(self.tp, timeout_ms=1000)).values():
+                    for record in records:
+                        if record.value is None:
+                            continue
+                        deployment = _decode(record.value, record.offset)
+                        if deployment is not None and deployment.id not in self.known:
+                            self.known.add(deployment.id)
+                            yield deployment
+        finally:
+            await consumer.stop()
+
+
+async def read_history(settings: WorkerSettings, until: dict[tuple[str, int], int]
+                       ) -> AsyncIterator[tuple[str, int, bytes]]:
+    """(topic, partition, value) of every message from the beginning of each topic partition
+    up to the offset ``until`` gives for it, included."""
+    wanted = {TopicPartition(t, p): offset for (t, p), offset in until.items() if offset >= 0}
+    if not wanted:
+        return
+    consumer = _consumer(settings, max_poll_records=5000)
+    await consumer.start()
+    try:
+        consumer.assign(list(wanted))
+        await consumer.seek_to_beginning(*wanted)
+        left = dict(wanted)
+        while left:
+            for tp, records in (await consumer.getmany(*left, timeout_ms=1000)).items():
+                for record in records:
+                    if record.offset <= wanted[tp] and record.value is not None:
+                        yield tp.topic, tp.partition, record.value
+                if (records and records[-1].offset >= wanted[tp]) or await consumer.position(tp) > wanted[tp]:
+                    left.pop(tp, None)
+                    consumer.pause(tp)
+            await asyncio.sleep(0)
+    finally:
+        await consumer.stop()
