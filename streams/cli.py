@@ -119,6 +119,16 @@ def build_parser() -> argparse.ArgumentParser:
     deploy_module.add_arguments(deploy)
     _kafka_flags(deploy)
     deploy.set_defaults(run=_rules_deploy)
+    package = rules_commands.add_parser(
+        "package", help="print a deployment of a pack as a JSON line, for replay and backtest --deployments",
+        description="The deployment `rules deploy` would send, without Kafka: to see offline what a pack "
+        "going live at an instant does to a history (`segmenter replay FILE --deployments OUT`).")
+    package.add_argument("dir", help="rules folder of the pack")
+    package.add_argument("--effective-at", type=_instant, required=True, metavar="TS",
+                         help="instant of event time it goes live (ISO 8601)")
+    package.add_argument("--by", default="", help="who (free text)")
+    package.add_argument("--note", default="", help="why (free text)")
+    package.set_defaults(run=_rules_package)
     history = rules_commands.add_parser("history", help="list the rule packs put live, when, by whom, with what effect",
                                         description="Every deployment on the workers' deployments topic, "
                                         "in the order they go live; --json prints them as JSON lines, the "
@@ -259,6 +269,14 @@ def _rules_deploy(args: argparse.Namespace) -> int:
     from streams.tools import deploy
 
     return deploy.command(args, settings.load(vars(args)))
+
+
+def _rules_package(args: argparse.Namespace) -> int:
+    from streams.rules import deployments
+
+    made = deployments.of_folder(args.dir, args.effective_at, by=args.by, note=args.note)
+    print(deployments.encode(made).decode())
+    return 0
 
 
 def _rules_history(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import msgspec
@@ -16,6 +17,7 @@ from streams.engine import Engine
 from streams.model.clock import DAY, Instant, parse_instant
 from streams.model.events import BadEvent
 from streams.offline.replay import latest_accepted
+from streams.rules.deployments import Scheduled
 from streams.rules.load import load_pack
 from streams.tools.produce import produce
 from streams.tools.simulate import simulate
@@ -55,11 +57,11 @@ def history(customers: int = 250, days: float = 10, seed: int = 11, noise: bool 
     return [line for line in lines if customers_own(line)]
 
 
-def replay(lines: list[bytes], until: Instant | None = None,
-           rules: Path = ROOT / "rules") -> tuple[list[dict[str, object]], int]:
-    """What ``segmenter replay`` gives (``--until`` included): the changes, and how many lines were
-    bad events."""
-    engine = Engine(load_pack(rules))
+def replay(lines: list[bytes], until: Instant | None = None, rules: Path = ROOT / "rules",
+           deployments: Sequence[Scheduled] = ()) -> tuple[list[dict[str, object]], int]:
+    """What ``segmenter replay`` gives (``--until`` and ``--deployments`` included): the changes,
+    and how many lines were bad events."""
+    engine = Engine(load_pack(rules), deployments=deployments)
     changes: list[dict[str, object]] = []
 
     def add(new: list[object]) -> None:

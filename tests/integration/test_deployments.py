@@ -1,0 +1,123 @@
+"""Rule deployments on the real broker: a pack put live on running workers, without a restart,
+at one instant, with the output replay gives for the same history and deployments."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from histories import ROOT, changes_of, create_topics, feed, history, replay, same
+from worker_harness import Deployment, WorkerProcess, running, wait_for
+
+from streams.model.clock import format_instant, parse_instant
+from streams.rules import deployments
+
+NEW_SEGMENT = '''name = "pricing_lurker"
+version = 1
+description = "Two or more views of the pricing page in the last 7 days."
+when = "windows.pricing_views_7d_new >= 2"
+'''
+NEW_WINDOW = '''
+[windows.pricing_views_7d_new]
+description = "pricing page views in the last 7 days (a window v1 does not keep)"
+events = ["page_view"]
+where = 'page_type == "pricing"'
+over = "7d"
+'''
+
+
+def pack_v2(tmp_path: Path) -> Path:
+    """v1 less one segment, one rule changed, one new segment over a new 7-day window."""
+    folder = tmp_path / "rules-v2"
+    shutil.copytree(ROOT / "rules", folder, ignore=shutil.ignore_patterns("tests", "templates"))
+    (folder / "electronics_affinity.toml").unlink()
+    repeat = folder / "repeat_customer.toml"
+    repeat.write_text(repeat.read_text().replace("version = 1", "version = 2")
+                      .replace('when = "orders >= 2"', 'when = "orders >= 3"'))
+    (folder / "pricing_lurker.toml").write_text(NEW_SEGMENT)
+    pack = folder / "pack.toml"
+    pack.write_text(pack.read_text().replace('version = "1"', 'version = "2"') + NEW_WINDOW)
+    return folder
+
+
+def segmenter(deployment: Deployment, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "streams.cli", *args, "--bootstrap-servers", deployment.bootstrap,
+         "--app-id", deployment.prefix, "--partitions", str(deployment.partitions)],
+        cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def deploy(deployment: Deployment, folder: Path) -> tuple[int, dict[str, tuple[int, int]]]:
+    """``rules deploy --yes``: the instant it goes live, and the preview's counts per segment."""
+    out = segmenter(deployment, "rules", "deploy", str(folder), "--yes", "--in", "8", "--by", "test")
+    at = parse_instant(re.search(r"goes live at (\S+)", out).group(1))  # type: ignore[union-attr]
+    counts = {m.group(1): (int(m.group(2)), int(m.group(3)))
+              for m in re.finditer(r"^  (\w+): (\d+) enter, (\d+) exit$", out, re.MULTILINE)}
+    return at, counts
+
+
+def live_pack(worker: WorkerProcess) -> str:
+    body = worker.get("/segments/")
+    return "" if body is None else str(json.loads(body)["pack_version"])
+
+
+def switch_changes(changes: list[dict[str, object]], at: int) -> dict[str, tuple[int, int]]:
+    counts: dict[str, list[int]] = {}
+    for c in changes:
+        if "deployment" in c["reason"] and parse_instant(str(c["at"])) == at:  # type: ignore[operator]
+            counts.setdefault(str(c["segment"]), [0, 0])[0 if c["change"] == "entered" else 1] += 1
+    return {segment: (n[0], n[1]) for segment, n in counts.items()}
+
+
+def test_a_pack_deployed_on_running_workers_gives_replays_output_and_a_rollback_too(
+        kafka_bootstrap: str, tmp_path: Path) -> None:
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=13)
+    lines = history(seed=31, start=start.isoformat().replace("+00:00", "Z"))
+    deployment = Deployment(kafka_bootstrap, tmp_path)
+    create_topics(deployment)
+    feed(deployment, lines)
+    v2 = pack_v2(tmp_path)
+    first, second = WorkerProcess(deployment, "w1"), WorkerProcess(deployment, "w2")
+    with running(first, second):
+        wait_for(lambda: first.applied() + second.applied() >= len(lines), timeout=120, interval=0.2,
+                 what="the workers to catch up")
+        assert live_pack(first) == live_pack(second) == "1"
+
+        at, preview = deploy(deployment, v2)
+        wait_for(lambda: live_pack(first) == live_pack(second) == "2", timeout=60, interval=0.2,
+                 what="both workers to run pack 2")
+        back_at, back_preview = deploy(deployment, ROOT / "rules")
+        wait_for(lambda: live_pack(first) == live_pack(second) == "1", timeout=60, interval=0.2,
+                 what="both workers to run pack 1 again")
+        time.sleep(1.5)  # a tick and the send after the switch
+        live = changes_of(deployment, quiet=3)
+
+        # A worker restarted after the deploys runs the pack live now, and switches nothing again.
+        first.stop()
+        first.start()
+        assert live_pack(first) == "1"
+
+    history_file = tmp_path / "deployments.jsonl"
+    history_file.write_text(segmenter(deployment, "rules", "history", "--json"))
+    made = deployments.read_file(history_file)
+    assert [d.pack_version for d in sorted(made, key=lambda d: d.at)] == ["1", "2", "1"]
+    expected, _ = replay(lines, until=back_at, deployments=deployments.schedule(made))
+    same(live, expected, back_at)
+
+    switched = switch_changes(live, at)
+    assert switched == preview, "the preview's counts are what the switch sent"
+    assert switched["electronics_affinity"][0] == 0 and switched["electronics_affinity"][1] > 0
+    assert switched["pricing_lurker"][0] > 0, "judged on the 7 days of history before the switch"
+    assert switched["repeat_customer"][1] > 0
+    removed = [c for c in live if c["segment"] == "electronics_affinity" and c["at"] == format_instant(at)]
+    assert all(c["reason"] == {"deployment": {"pack_version": "2", "rule": "removed"}} for c in removed)
+    assert switch_changes(live, back_at) == back_preview
+    assert set(back_preview) == {"electronics_affinity", "repeat_customer", "pricing_lurker"}
