@@ -15,10 +15,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
 from streams.engine import Engine
 from streams.engine.customer import event_hash
+from streams.errors import SegmenterError
 from streams.live.deploys import read_history
 from streams.live.settings import WorkerSettings
 from streams.model import state as state_codec
@@ -101,6 +103,7 @@ async def history_reach(settings: WorkerSettings) -> Reach:
     """The earliest event time on input partitions whose oldest messages are deleted."""
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
                                 enable_auto_commit=False, **settings.kafka_security())
+    await require_inputs(settings)
     await consumer.start()
     try:
         tps = [TopicPartition(t, p) for t in settings.input_topics for p in range(settings.partitions)]
@@ -120,6 +123,25 @@ async def history_reach(settings: WorkerSettings) -> Reach:
         return Reach(earliest)
     finally:
         await consumer.stop()
+
+
+async def require_inputs(settings: WorkerSettings) -> None:
+    """The input topics exist, with the workers' number of partitions."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, **settings.kafka_security())
+    await admin.start()
+    try:
+        present = set(await admin.list_topics())
+        missing = [t for t in settings.input_topics if t not in present]
+        if missing:
+            raise SegmenterError(f"input topic {missing[0]!r} not found on {settings.bootstrap_servers}: give "
+                                 f"the workers' settings (SEGMENTER_* variables, --app-id)")
+        described = {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(settings.input_topics)}
+    finally:
+        await admin.close()
+    for topic, found in described.items():
+        if found != settings.partitions:
+            raise SegmenterError(f"input topic {topic!r} has {found} partitions, not {settings.partitions}: "
+                                 f"set --partitions (or SEGMENTER_PARTITIONS) as on the workers")
 
 
 async def preview(settings: WorkerSettings, live: RulePack, new: Scheduled) -> Preview:

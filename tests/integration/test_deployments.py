@@ -47,10 +47,9 @@ def pack_v2(tmp_path: Path) -> Path:
 
 
 def segmenter(deployment: Deployment, *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args, "--bootstrap-servers", deployment.bootstrap,
-         "--app-id", deployment.prefix, "--partitions", str(deployment.partitions)],
-        cwd=ROOT, capture_output=True, text=True, timeout=180)
+    """The CLI with the workers' settings (their SEGMENTER_* variables), as a user runs it."""
+    result = subprocess.run([sys.executable, "-m", "streams.cli", *args], env=deployment.env("cli", 0),
+                            cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 
@@ -89,7 +88,8 @@ def test_a_pack_deployed_on_running_workers_gives_replays_output_and_a_rollback_
     with running(first, second):
         wait_for(lambda: first.applied() + second.applied() >= len(lines), timeout=120, interval=0.2,
                  what="the workers to catch up")
-        assert live_pack(first) == live_pack(second) == "1"
+        wait_for(lambda: live_pack(first) == live_pack(second) == "1", timeout=60, interval=0.2,
+                 what="both workers to own partitions, running pack 1")
 
         at, preview = deploy(deployment, v2)
         wait_for(lambda: live_pack(first) == live_pack(second) == "2", timeout=60, interval=0.2,
@@ -103,7 +103,7 @@ def test_a_pack_deployed_on_running_workers_gives_replays_output_and_a_rollback_
         # A worker restarted after the deploys runs the pack live now, and switches nothing again.
         first.stop()
         first.start()
-        assert live_pack(first) == "1"
+        wait_for(lambda: live_pack(first) == "1", timeout=60, interval=0.2, what="the restarted worker's pack")
 
     history_file = tmp_path / "deployments.jsonl"
     history_file.write_text(segmenter(deployment, "rules", "history", "--json"))
