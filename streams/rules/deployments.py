@@ -100,11 +100,15 @@ def encode(deployment: Deployment) -> bytes:
 
 def read_file(path: str | Path) -> list[Deployment]:
     """A JSON-lines file of deployments (as ``rules history --json`` prints them)."""
+    return decode_lines(Path(path).read_text(encoding="utf-8"), str(path))
+
+
+def decode_lines(text: str, name: str = "<deployments>") -> list[Deployment]:
     out = []
-    for number, line in enumerate(Path(path).read_bytes().splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if line.strip():
             try:
-                out.append(decode(line))
+                out.append(decode(line.encode()))
             except msgspec.DecodeError as exc:
-                raise SegmenterError(f"{path}:{number}: not a deployment: {exc}") from None
+                raise SegmenterError(f"{name}:{number}: not a deployment: {exc}") from None
     return out

@@ -60,26 +60,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="go ahead when a new window reaches further back than the input topics retain")
 
 
-def problems(directory: str, live: RulePack | None) -> tuple[RulePack | None, list[str]]:
-    """The pack, and everything that keeps it from going live."""
+def problems(directory: str) -> tuple[RulePack | None, list[str]]:
+    """The pack, and everything in it that keeps it from going live: every load problem, or
+    every failing rule test."""
     try:
         pack = load_pack(directory)
     except RuleError as error:
         return None, [str(problem) for problem in error.problems]
-    found = []
     out = io.StringIO()
     if ruletest.discover(directory) and ruletest.command(directory, out=out) != 0:
-        found += [f"rule tests: {line}" for line in out.getvalue().splitlines()
-                  if not line.startswith("ok")]
-    if live is not None:
-        before = {rule.name: rule for rule in live.rules}
-        for rule in pack.rules:
-            prior = before.get(rule.name)
-            if prior is not None and prior.version == rule.version and prior.definition != rule.definition:
-                found.append(f"{rule.file}: segment {rule.name!r} changed but its version is still "
-                             f"{rule.version}: set version = {rule.version + 1}, so every change says which "
-                             f"rule decided it")
-    return pack, found
+        return pack, [f"rule tests: {line}" for line in out.getvalue().splitlines() if not line.startswith("ok")]
+    return pack, []
+
+
+def unversioned(pack: RulePack, live: RulePack) -> list[str]:
+    """Rules whose definition changed while their version stayed the same."""
+    before = {rule.name: rule for rule in live.rules}
+    found = []
+    for rule in pack.rules:
+        prior = before.get(rule.name)
+        if prior is not None and prior.version == rule.version and prior.definition != rule.definition:
+            found.append(f"{rule.file}: segment {rule.name!r} changed but its version is still "
+                         f"{rule.version}: set version = {rule.version + 1}, so every change says which "
+                         f"rule decided it")
+    return found
 
 
 def live_pack(history: list[Deployment]) -> tuple[RulePack | None, Instant | None]:
@@ -96,9 +100,11 @@ def command(args: argparse.Namespace, settings: WorkerSettings, out: TextIO | No
 
 
 async def _deploy(args: argparse.Namespace, settings: WorkerSettings, out: TextIO) -> int:
-    history = await deploys.read_all(settings)
-    live, live_at = live_pack(history)
-    pack, found = problems(args.dir, live)
+    pack, found = problems(args.dir)  # before anything is read from Kafka
+    live, live_at = None, None
+    if pack is not None and not found:
+        live, live_at = live_pack(await deploys.read_all(settings))
+        found = [] if live is None else unversioned(pack, live)
     if found or pack is None:
         print(f"refused: {args.dir} cannot go live:", file=out)
         for problem in found:

@@ -179,3 +179,30 @@ def test_deployments_file_round_trip(tmp_path: Path) -> None:
     [back] = deployments.read_file(path)
     assert back == d
     assert deployments.compile_pack(back).digest == load_pack(DEFAULT_RULES).digest
+
+
+def test_a_deploy_refuses_a_broken_pack_and_failing_rule_tests_listing_every_problem(tmp_path: Path) -> None:
+    from streams.tools.deploy import problems, unversioned
+
+    broken = tmp_path / "broken"
+    shutil.copytree(DEFAULT_RULES, broken)
+    (broken / "repeat_customer.toml").write_text('name = "repeat_customer"\nversion = 1\nwhen = "orderz >= 2"\n')
+    (broken / "new_visitor.toml").write_text('name = "new_visitor"\nversion = 1\nwhen = "events >="\n')
+    pack, found = problems(str(broken))
+    assert pack is None and len(found) == 2
+    assert any("repeat_customer.toml" in p and "orderz" in p for p in found)
+    assert any("new_visitor.toml" in p for p in found)
+
+    failing = tmp_path / "failing"
+    shutil.copytree(DEFAULT_RULES, failing)
+    repeat = failing / "repeat_customer.toml"
+    repeat.write_text(repeat.read_text().replace("version = 1", "version = 2").replace(">= 2", ">= 3"))
+    pack, found = problems(str(failing))
+    assert pack is not None and any("FAILED" in p and "repeat_customer" in p for p in found)
+
+    silent = tmp_path / "silent"
+    shutil.copytree(DEFAULT_RULES, silent)
+    repeat = silent / "repeat_customer.toml"
+    repeat.write_text(repeat.read_text().replace(">= 2", ">= 3"))
+    [problem] = unversioned(load_pack(silent), load_pack(DEFAULT_RULES))
+    assert "repeat_customer" in problem and "version = 2" in problem

@@ -46,11 +46,11 @@ def pack_v2(tmp_path: Path) -> Path:
     return folder
 
 
-def segmenter(deployment: Deployment, *args: str) -> str:
+def segmenter(deployment: Deployment, *args: str, fails: bool = False) -> str:
     """The CLI with the workers' settings (their SEGMENTER_* variables), as a user runs it."""
     result = subprocess.run([sys.executable, "-m", "streams.cli", *args], env=deployment.env("cli", 0),
                             cwd=ROOT, capture_output=True, text=True, timeout=180)
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert (result.returncode != 0) == fails, result.stdout + result.stderr
     return result.stdout
 
 
@@ -91,6 +91,15 @@ def test_a_pack_deployed_on_running_workers_gives_replays_output_and_a_rollback_
         wait_for(lambda: live_pack(first) == live_pack(second) == "1", timeout=60, interval=0.2,
                  what="both workers to own partitions, running pack 1")
 
+        # A pack that does not load is refused with every problem, and nothing reaches the workers.
+        broken = tmp_path / "rules-broken"
+        shutil.copytree(v2, broken)
+        (broken / "pricing_lurker.toml").write_text(NEW_SEGMENT.replace("windows.pricing_views_7d_new", "windows.nope"))
+        (broken / "repeat_customer.toml").write_text('name = "repeat_customer"\nversion = 3\nwhen = "orders >="\n')
+        refused = segmenter(deployment, "rules", "deploy", str(broken), "--yes", fails=True)
+        assert "pricing_lurker.toml" in refused and "repeat_customer.toml" in refused
+        assert len(deployments.decode_lines(segmenter(deployment, "rules", "history", "--json"))) == 1
+
         at, preview = deploy(deployment, v2)
         wait_for(lambda: live_pack(first) == live_pack(second) == "2", timeout=60, interval=0.2,
                  what="both workers to run pack 2")
@@ -105,9 +114,7 @@ def test_a_pack_deployed_on_running_workers_gives_replays_output_and_a_rollback_
         first.start()
         wait_for(lambda: live_pack(first) == "1", timeout=60, interval=0.2, what="the restarted worker's pack")
 
-    history_file = tmp_path / "deployments.jsonl"
-    history_file.write_text(segmenter(deployment, "rules", "history", "--json"))
-    made = deployments.read_file(history_file)
+    made = deployments.decode_lines(segmenter(deployment, "rules", "history", "--json"))
     assert [d.pack_version for d in sorted(made, key=lambda d: d.at)] == ["1", "2", "1"]
     expected, _ = replay(lines, until=back_at, deployments=deployments.schedule(made))
     same(live, expected, back_at)
