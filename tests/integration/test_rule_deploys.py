@@ -85,6 +85,7 @@ def test_a_pack_deployed_on_running_workers_gives_replays_output_and_a_rollback_
     feed(deployment, lines)
     v2 = pack_v2(tmp_path)
     first, second = WorkerProcess(deployment, "w1"), WorkerProcess(deployment, "w2")
+    third = WorkerProcess(deployment, "w3")
     with running(first, second):
         wait_for(lambda: first.applied() + second.applied() >= len(lines), timeout=120, interval=0.2,
                  what="the workers to catch up")
@@ -103,16 +104,19 @@ def test_a_pack_deployed_on_running_workers_gives_replays_output_and_a_rollback_
         at, preview = deploy(deployment, v2)
         wait_for(lambda: live_pack(first) == live_pack(second) == "2", timeout=60, interval=0.2,
                  what="both workers to run pack 2")
-        back_at, back_preview = deploy(deployment, ROOT / "rules")
-        wait_for(lambda: live_pack(first) == live_pack(second) == "1", timeout=60, interval=0.2,
-                 what="both workers to run pack 1 again")
-        time.sleep(1.5)  # a tick and the send after the switch
-        live = changes_of(deployment, quiet=3)
-
-        # A worker restarted after the deploys runs the pack live now, and switches nothing again.
+        # Started with the rules of v1, a worker that joins after the deploy, and one restarted,
+        # run the pack live now: it comes from the deployments topic, not from --rules.
         first.stop()
-        first.start()
-        wait_for(lambda: live_pack(first) == "1", timeout=60, interval=0.2, what="the restarted worker's pack")
+        with running(third):
+            first.start()
+            workers = (first, second, third)
+            wait_for(lambda: {live_pack(w) for w in workers} == {"2"}, timeout=90, interval=0.2,
+                     what="the joined and the restarted worker to run pack 2")
+            back_at, back_preview = deploy(deployment, ROOT / "rules")
+            wait_for(lambda: {live_pack(w) for w in workers} == {"1"}, timeout=60, interval=0.2,
+                     what="every worker to run pack 1 again")
+            time.sleep(1.5)  # a tick and the send after the switch
+            live = changes_of(deployment, quiet=3)
 
     made = deployments.decode_lines(segmenter(deployment, "rules", "history", "--json"))
     assert [d.pack_version for d in sorted(made, key=lambda d: d.at)] == ["1", "2", "1"]
