@@ -86,6 +86,19 @@ def unversioned(pack: RulePack, live: RulePack) -> list[str]:
     return found
 
 
+def too_large(pack: RulePack, seen: preview.Preview, max_share: float) -> list[str]:
+    """Segments gated on a channel's consent that the switch would fill past ``max_share`` of
+    the customers: each is a campaign about to message that many people at once."""
+    found = []
+    for rule in pack.rules:
+        entries = seen.entries(rule.name)
+        share = entries / max(seen.customers, 1)
+        if rule.requires_consent and share > max_share:
+            found.append(f"{rule.name} (needs {rule.requires_consent} consent) would take in {entries} "
+                         f"customers at once, {share:.0%} of {seen.customers}, over --max-share {max_share:.0%}")
+    return found
+
+
 def live_pack(history: list[Deployment]) -> tuple[RulePack | None, Instant | None]:
     """The pack of the latest deployment (by effective_at), and that instant."""
     if not history:
@@ -148,13 +161,11 @@ async def _deploy(args: argparse.Namespace, settings: WorkerSettings, out: TextI
         print(f"  {segment}: {counts.get('entered', 0)} enter, {counts.get('exited', 0)} exit", file=out)
         for change in seen.samples.get(segment, []):
             print(f"    {change.change} {change.customer_id} {change.reason}", file=out)
-    for rule in pack.rules:
-        share = seen.entries(rule.name) / max(seen.customers, 1)
-        if rule.requires_consent and share > args.max_share and not args.allow_large:
-            print(f"refused: {rule.name} (needs {rule.requires_consent} consent) would take in "
-                  f"{seen.entries(rule.name)} customers, {share:.0%} of them, over --max-share "
-                  f"{args.max_share:.0%}; --allow-large to go ahead", file=out)
-            return 1
+    large = too_large(pack, seen, args.max_share)
+    if large and not args.allow_large:
+        for problem in large:
+            print(f"refused: {problem}; --allow-large to go ahead", file=out)
+        return 1
     if args.dry_run:
         print("dry run: nothing deployed", file=out)
         return 0

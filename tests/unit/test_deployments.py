@@ -206,3 +206,18 @@ def test_a_deploy_refuses_a_broken_pack_and_failing_rule_tests_listing_every_pro
     repeat.write_text(repeat.read_text().replace(">= 2", ">= 3"))
     [problem] = unversioned(load_pack(silent), load_pack(DEFAULT_RULES))
     assert "repeat_customer" in problem and "version = 2" in problem
+
+
+def test_the_guard_rail_stops_a_consent_gated_segment_taking_in_too_many_at_once() -> None:
+    from collections import Counter
+
+    from streams.live.preview import Preview
+    from streams.tools.deploy import too_large
+
+    pack = load_pack(DEFAULT_RULES)
+    seen = Preview(at=0, customers=1000, counts={"sms_cart_recovery": Counter(entered=101),
+                                                 "cart_abandoner": Counter(entered=900)})
+    [problem] = too_large(pack, seen, 0.10)
+    assert "sms_cart_recovery" in problem and "101" in problem and "sms consent" in problem
+    seen.counts["sms_cart_recovery"]["entered"] = 100
+    assert too_large(pack, seen, 0.10) == []
