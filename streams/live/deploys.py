@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import TopicPartition
 
 from streams.live.settings import WorkerSettings
@@ -34,8 +35,25 @@ def _consumer(settings: WorkerSettings, **options: Any) -> AIOKafkaConsumer:
                             isolation_level="read_committed", **options, **settings.kafka_security())
 
 
+async def ensure_topic(settings: WorkerSettings) -> None:
+    """The deployments topic, created if missing: compacted, one partition, nothing deleted."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, **settings.kafka_security())
+    await admin.start()
+    try:
+        if settings.deployments_topic not in set(await admin.list_topics()):
+            await admin.create_topics([deployments_topic(settings)])
+    finally:
+        await admin.close()
+
+
+def deployments_topic(settings: WorkerSettings) -> NewTopic:
+    return NewTopic(settings.deployments_topic, 1, 1,
+                    topic_configs={"cleanup.policy": "compact", "retention.ms": "-1"})
+
+
 async def read_all(settings: WorkerSettings) -> list[Deployment]:
     """Every deployment on the topic (the latest record of each id), in the order they were made."""
+    await ensure_topic(settings)
     consumer = _consumer(settings)
     await consumer.start()
     try:

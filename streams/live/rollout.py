@@ -26,7 +26,7 @@ from streams.live.outbox import Outbox
 from streams.live.partitions import Partitions
 from streams.live.settings import WorkerSettings
 from streams.rules import deployments
-from streams.rules.deployments import Deployment
+from streams.rules.deployments import Deployment, Scheduled
 from streams.rules.problems import RuleError
 
 log = logging.getLogger("segmenter.rollout")
@@ -45,8 +45,17 @@ class Rollout:
     async def read_known(self) -> None:
         """Before the worker starts: the deployments so far (:func:`streams.live.deploys.history_at_start`)."""
         known = await history_at_start(self.settings, self.settings.rules)
-        self.partitions.deployments = deployments.schedule(known)
+        self.partitions.deployments = sorted((s for s in map(self._compiled, known) if s is not None),
+                                             key=lambda s: s.at)
         self.follower = Follower(self.settings, known)
+
+    def _compiled(self, deployment: Deployment) -> Scheduled | None:
+        try:
+            return deployments.schedule([deployment])[0]
+        except (RuleError, SegmenterError) as error:
+            log.error("deployment %s cannot be used, ignored: %s", deployment.id, error)
+            self.metrics.deployments.labels("refused").inc()
+            return None
 
     def attach(self, app: faust.App, lock: asyncio.Lock, ready: asyncio.Event,
                producer: Callable[[], AIOKafkaProducer | None]) -> None:
@@ -66,11 +75,8 @@ class Rollout:
 
     async def learn(self, deployment: Deployment) -> None:
         """A deployment made while the worker runs: scheduled on every engine, history filled."""
-        try:
-            scheduled = deployments.schedule([deployment])[0]
-        except (RuleError, SegmenterError) as error:
-            log.error("deployment %s cannot be used, ignored: %s", deployment.id, error)
-            self.metrics.deployments.labels("refused").inc()
+        scheduled = self._compiled(deployment)
+        if scheduled is None:
             return
         late = self.partitions.deploy(scheduled)
         for change in late:

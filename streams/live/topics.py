@@ -15,6 +15,7 @@ import faust
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streams.errors import SegmenterError
+from streams.live.deploys import deployments_topic
 from streams.live.settings import WorkerSettings
 
 TOPIC_ALREADY_EXISTS = 36
@@ -31,8 +32,7 @@ def wanted_topics(settings: WorkerSettings, app: faust.App) -> dict[str, NewTopi
                              (s.dead_letter_topic, s.dead_letter_retention)):
         wanted[topic] = NewTopic(topic, s.partitions, 1, topic_configs={"retention.ms": str(int(retention * 1000))})
     # Every deployment is kept (one record per id, never deleted): the history of what was live.
-    wanted[s.deployments_topic] = NewTopic(s.deployments_topic, 1, 1, topic_configs={
-        "cleanup.policy": "compact", "retention.ms": "-1"})
+    wanted[s.deployments_topic] = deployments_topic(s)
     tables: Any = app.tables
     for table in tables.values():
         topic = table.changelog_topic
