@@ -18,7 +18,7 @@ import msgspec
 
 from streams.engine import bounds
 from streams.engine import customer as core
-from streams.engine.switch import Switch, new_windows
+from streams.engine.switch import Switch, by_event_type, kept_for, prefill_traits
 from streams.engine.timers import TimerIndex
 from streams.model.changes import ENTERED, SegmentChange
 from streams.model.clock import Instant, format_duration, format_instant
@@ -67,6 +67,8 @@ class Engine:
         self.shadows_for_type: dict[str, tuple[WindowDef, ...]] = {}
         self.keep_traits: frozenset[str] | None = None
         """The traits records keep, when pending packs declare more than the live one."""
+        self.history_traits: set[tuple[str, str]] = set()
+        """(record, trait) set from history by :meth:`prefill`, which later history may replace."""
         self.limits = limits
         self.states: MutableMapping[str, CustomerState] = {} if states is None else states
         self.aliases: MutableMapping[str, str] = {} if aliases is None else aliases
@@ -279,40 +281,32 @@ class Engine:
         return []
 
     def prefill(self, key: str, event: Envelope) -> bool:
-        """Count a past event of ``key`` (read from history) in the windows kept for the pending
-        packs; False when it does not belong there (no such record, or from before it began)."""
+        """Count a past event of ``key`` (read from history, oldest first) in the windows and
+        traits kept for the pending packs; False when it does not belong there (no such record,
+        from before the record began, or nothing new reads it)."""
         state = self.states.get(key)
-        tag = type_of(event)
-        defs = self.shadows_for_type.get(tag)
-        if state is None or not defs or event.instant < (state.first_seen or 0):
+        if state is None or event.instant < (state.first_seen or 0):
             return False
+        tag = type_of(event)
+        counted = False
         if tag == "profile_updated" and self.keep_traits is not None:
-            traits = {n: v for n, v in event.properties.traits.items()  # type: ignore[attr-defined]
-                      if n in self.keep_traits and n not in self.pack.traits and n not in state.traits}
-            state.traits.update({n: v for n, v in traits.items() if isinstance(v, str | int | float | bool)})
-        core.add_to_windows(state, event, defs, event.instant)
-        self.states[key] = state
-        return True
+            counted = prefill_traits(key, state, event.properties.traits,  # type: ignore[attr-defined]
+                                     self.keep_traits - self.pack.traits, self.history_traits)
+        defs = self.shadows_for_type.get(tag)
+        if defs:
+            core.add_to_windows(state, event, defs, event.instant)
+            counted = True
+        if counted:
+            self.states[key] = state
+        return counted
 
     def needs_history(self) -> bool:
         """Whether a pending pack keeps something that history must fill."""
         return bool(self.shadows) or self.keep_traits is not None
 
     def _pending_changed(self) -> None:
-        shadows: dict[str, WindowDef] = {}
-        traits = set(self.pack.traits)
-        before = self.pack
-        for scheduled in self.pending:
-            shadows.update(new_windows(before, scheduled.pack))
-            traits |= scheduled.pack.traits
-            before = scheduled.pack
-        self.shadows = shadows
-        by_type: dict[str, list[WindowDef]] = {}
-        for window in shadows.values():
-            for event_type in window.events:
-                by_type.setdefault(event_type, []).append(window)
-        self.shadows_for_type = {k: tuple(v) for k, v in by_type.items()}
-        self.keep_traits = None if traits == self.pack.traits else frozenset(traits)
+        self.shadows, self.keep_traits = kept_for(self.pack, [p.pack for p in self.pending])
+        self.shadows_for_type = by_event_type(self.shadows.values())
 
     def _switch(self, at: Instant, new: RulePack) -> list[SegmentChange]:
         """``new`` goes live at ``at``: every record re-judged (:class:`streams.engine.switch.Switch`)."""
@@ -331,6 +325,7 @@ class Engine:
                 self._count(made)
                 changes += made
         self.pack = new
+        self.history_traits.clear()
         if self.clock is None or at > self.clock:
             self.clock = at
         self._pending_changed()

@@ -14,6 +14,7 @@ shadow becomes the window.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +43,45 @@ def new_windows(before: RulePack, after: RulePack) -> dict[str, WindowDef]:
             out[shadow] = WindowDef(shadow, window.events, window.length, window.aggregate, window.where,
                                     window.value, window.description, window.definition)
     return out
+
+
+def kept_for(live: RulePack, pending: list[RulePack]) -> tuple[dict[str, WindowDef], frozenset[str] | None]:
+    """What records keep for the pending packs, in the order they go live: the shadow windows,
+    and the traits to keep (None when no pending pack declares more than the live one)."""
+    shadows: dict[str, WindowDef] = {}
+    traits = set(live.traits)
+    before = live
+    for pack in pending:
+        shadows.update(new_windows(before, pack))
+        traits |= pack.traits
+        before = pack
+    return shadows, None if traits == live.traits else frozenset(traits)
+
+
+def by_event_type(defs: Iterable[WindowDef]) -> dict[str, tuple[WindowDef, ...]]:
+    found: dict[str, list[WindowDef]] = {}
+    for window in defs:
+        for event_type in window.events:
+            found.setdefault(event_type, []).append(window)
+    return {k: tuple(v) for k, v in found.items()}
+
+
+def prefill_traits(key: str, state: CustomerState, traits: dict[str, Any], new: frozenset[str],
+                   from_history: set[tuple[str, str]]) -> bool:
+    """New traits from a past profile update (history is read oldest first): a later one
+    replaces an earlier one, but never a value the record got live. ``from_history``: the
+    (record, trait) set so far from history."""
+    counted = False
+    for name, value in traits.items():
+        if name not in new or (name in state.traits and (key, name) not in from_history):
+            continue
+        if value is None:
+            state.traits.pop(name, None)
+        elif isinstance(value, str | int | float | bool):
+            state.traits[name] = value
+        from_history.add((key, name))
+        counted = True
+    return counted
 
 
 @dataclass

@@ -221,3 +221,33 @@ def test_the_guard_rail_stops_a_consent_gated_segment_taking_in_too_many_at_once
     assert "sms_cart_recovery" in problem and "101" in problem and "sms consent" in problem
     seen.counts["sms_cart_recovery"]["entered"] = 100
     assert too_large(pack, seen, 0.10) == []
+
+
+def test_a_new_trait_is_filled_from_history_with_its_latest_value(tmp_path: Path) -> None:
+    folder = tmp_path / "traits"
+    shutil.copytree(DEFAULT_RULES, folder, ignore=shutil.ignore_patterns("tests", "templates"))
+    pack_toml = folder / "pack.toml"
+    pack_toml.write_text(pack_toml.read_text().replace('plan = "string"', 'plan = "string"\ntier = "string"'))
+    (folder / "gold.toml").write_text('name = "gold"\nversion = 1\nwhen = \'traits.tier == "gold"\'\n')
+    v1, v2 = load_pack(DEFAULT_RULES), scheduled(folder, START + SWITCH)
+    updates = [event("profile_updated", days(1), "c9", traits={"tier": "silver"}),
+               event("profile_updated", days(2), "c9", traits={"tier": "gold"}),
+               event("profile_updated", days(3), "c8", traits={"tier": "gold"})]
+    later = [event("profile_updated", days(4), "c8", traits={"tier": "bronze"})]
+
+    replayed = Engine(v1, deployments=[v2])
+    feed(replayed, *updates, *later)
+    expected = [(c.customer_id, c.segment, c.change) for c in replayed.finish(START + SWITCH)
+                if c.segment == "gold"]
+    assert expected == [("c9", "gold", "entered")]
+
+    live = Engine(v1)
+    feed(live, *updates)
+    live.deploy(v2)
+    feed(live, *later)  # applied live after the deploy: history must not undo it
+    for raw in updates:
+        decoded = decode(raw)
+        assert not isinstance(decoded, BadEvent)
+        live.prefill(decoded.customer_id or "", decoded)
+    assert [(c.customer_id, c.segment, c.change) for c in live.finish(START + SWITCH)
+            if c.segment == "gold"] == expected
