@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/replay_bench.py                      # 100,000 customers, >= 1,000,000 events
     .venv/bin/python bench/replay_bench.py --profile 30         # the same under cProfile, top 30 functions
+    .venv/bin/python bench/replay_bench.py --deploy DIR         # then time putting the pack in DIR live
 
 The events come from :mod:`streams.tools.simulate`, generated once in a child process (so this
 process's memory figures are the replay's alone) and cached under ``$TMPDIR`` in a file keyed
@@ -31,9 +32,11 @@ from ranks import nearest_rank
 
 from streams.engine import Engine
 from streams.model.changes import SegmentChange
+from streams.model.clock import SECOND
 from streams.model.events import BadEvent
 from streams.model.state import encode as encode_state
 from streams.offline.replay import BadEventRecord, Summary, run
+from streams.rules.deployments import of_folder, schedule
 from streams.rules.load import load_pack
 from streams.tools import personas, shopping
 from streams.tools import simulate as sim
@@ -181,11 +184,27 @@ def measure(args: argparse.Namespace, path: Path, meta: dict[str, Any]) -> None:
     print(f"changes:     {changes:,}")
     for (segment, kind), count in sorted(engine.stats.changes.items()):
         print(f"  {segment:<24} {kind:<8} {count:>9,}")
+    if args.deploy:
+        switch(engine, args.deploy)
     if args.profile:
         print()
         stats = pstats.Stats(profiler, stream=sys.stdout).strip_dirs()
         stats.sort_stats("tottime").print_stats(args.profile)
         stats.sort_stats("cumulative").print_stats(args.profile)
+
+
+def switch(engine: Engine, folder: str) -> None:
+    """Put the pack in ``folder`` live a second after the replay's last event: how long the
+    switch takes over every state held, and what it sends."""
+    assert engine.clock is not None
+    at = engine.clock + SECOND
+    engine.deploy(schedule([of_folder(folder, at)])[0])
+    started = time.perf_counter()
+    changes = engine.advance(at)
+    wall = time.perf_counter() - started
+    by_deployment = sum(1 for change in changes if "deployment" in change.reason)
+    print(f"deploy:      {folder} live at the last event + 1 s: {wall:,.2f} s over {len(engine.states):,} states "
+          f"({len(engine.states) / wall:,.0f} states/s), {by_deployment:,} changes by the deployment")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rules", default=str(ROOT / "rules"))
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="run under cProfile and print the top N functions (slows the replay)")
+    parser.add_argument("--deploy", metavar="DIR",
+                        help="after the replay, put this pack live and time the switch over every state")
     parser.add_argument("--prepare-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.prepare_only:
