@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -162,10 +162,10 @@ class Partitions:
                 out[partition] = ids
         return out
 
-    def prefill(self, topic_partition: int, raw: bytes, seen: set[int]) -> None:
+    def prefill(self, topic_partition: int, raw: bytes, seen: set[int], into: Collection[int]) -> None:
         """One message of history, read from a partition of the input topics, counted in the
-        new windows of the record it belongs to, if this worker holds it. ``seen``: the event
-        ids counted so far, so that a message sent twice counts once."""
+        new windows of the record it belongs to, if that record is on a partition ``into``.
+        ``seen``: the event ids counted so far, so that a message sent twice counts once."""
         event = decode(raw, limits=self.limits)
         if isinstance(event, BadEvent):
             return
@@ -180,7 +180,7 @@ class Partitions:
                 key = anon if source is None else source.aliases.get(anon, anon)
         partition = self.partition_of(key)
         engine = self.engines.get(partition)
-        if engine is not None:
+        if engine is not None and partition in into:
             with self.writing(partition):
                 if engine.prefill(key, event):
                     seen.add(ident)

@@ -92,12 +92,14 @@ class Rollout:
         if not wanted:
             return
         started = time.monotonic()
+        # Every owned partition is read: a visitor's events may sit on another partition than
+        # the customer they became.
         until = {(topic, partition): self.offsets.applied.get((topic, partition), -1)
-                 for partition in wanted for topic in self.settings.input_topics}
+                 for partition in self.partitions.engines for topic in self.settings.input_topics}
         seen: set[int] = set()
         read = 0
         async for _topic, partition, raw in read_history(self.settings, until):
-            self.partitions.prefill(partition, raw, seen)
+            self.partitions.prefill(partition, raw, seen, wanted.keys())
             read += 1
         for partition, ids in wanted.items():
             self.partitions.filled_now(partition, ids)
