@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--deployments", metavar="FILE",
                         help="rule deployments (JSON lines, as `segmenter rules history --json` prints "
                         "them): each pack goes live at its effective_at, as on the workers")
+    replay.add_argument("--activations", action="store_true",
+                        help="print the activations (docs/activation.md) instead of the changes, and on "
+                        "stderr what each policy suppressed and what quiet hours held")
     replay.set_defaults(run=_replay)
 
     backtest = commands.add_parser("backtest", help="replay a history and report how each segment behaved",
@@ -169,7 +172,8 @@ def _replay(args: argparse.Namespace) -> int:
     if args.file != "-" and not Path(args.file).is_file():
         print(f"segmenter replay: no such file: {args.file}", file=sys.stderr)
         return 2
-    replay_file(pack, args.file, until=args.until, limits=_limits(pack), deployments=_deployments(args))
+    replay_file(pack, args.file, until=args.until, limits=_limits(pack), deployments=_deployments(args),
+                activations=args.activations)
     return 0
 
 

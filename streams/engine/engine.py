@@ -18,8 +18,10 @@ import msgspec
 
 from streams.engine import bounds
 from streams.engine import customer as core
+from streams.engine.activate import activate, cancel_all
 from streams.engine.switch import Switch, by_event_type, kept_for, prefill_traits
 from streams.engine.timers import TimerIndex
+from streams.model.activations import Activation
 from streams.model.changes import ENTERED, SegmentChange
 from streams.model.clock import Instant, format_duration, format_instant
 from streams.model.events import BadEvent, Envelope, decode, type_of
@@ -41,6 +43,8 @@ class Stats:
     """Events from before a customer's erasure that arrived after it, dropped."""
     changes: Counter[tuple[str, str]] = field(default_factory=Counter)
     """(segment, entered|exited) -> count."""
+    activations: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    """(policy, segment, channel) -> activations it suppressed; ("held", ...) -> held ones."""
 
 
 class Snapshot(msgspec.Struct):
@@ -86,6 +90,8 @@ class Engine:
         """Erasure markers by time (a heap), so that each goes once the allowed lateness has passed."""
         self.clock = clock
         self.stats = Stats()
+        self.activations: list[Activation] = []
+        """Activations since the last :meth:`take_activations`."""
         self.sizes: Counter[str] = Counter()
         self.rebuild()
         for scheduled in sorted(deployments, key=lambda d: d.at):
@@ -144,6 +150,11 @@ class Engine:
         """Forget a visitor whose customer was erased by another engine."""
         self._drop_alias(anon)
         self.states.pop(anon, None)
+
+    def take_activations(self) -> list[Activation]:
+        """Activations (docs/activation.md) since the last call, in the order they were decided."""
+        out, self.activations = self.activations, []
+        return out
 
     def customer_of(self, anon: str) -> str | None:
         return self.aliases.get(anon)
@@ -220,6 +231,8 @@ class Engine:
                                traits=self.keep_traits)
         if self.shadows_for_type:
             core.add_to_windows(state, event, self.shadows_for_type.get(tag, ()), ts)
+        if new or state.held:
+            activate(pack, key, state, new, state.clock, self.activations, self.stats.activations)
         self.states[key] = state
         self.timers.set(key, state.deadline)
         self.stats.events += 1
@@ -254,6 +267,8 @@ class Engine:
             if state is None or state.deadline != deadline:
                 continue
             new = core.fire(self.pack, key, state, deadline)
+            if new or state.held:
+                activate(self.pack, key, state, new, state.clock, self.activations, self.stats.activations)
             self.states[key] = state
             if state.deadline is not None:
                 self.timers.set(key, state.deadline)
@@ -318,6 +333,9 @@ class Engine:
             if state is None:
                 continue
             made, touched = switch.apply(key, state)
+            if made or state.held:
+                activate(new, key, state, made, state.clock, self.activations, self.stats.activations)
+                touched = True
             if touched:
                 self.states[key] = state
                 self.timers.set(key, state.deadline)
@@ -378,6 +396,7 @@ class Engine:
 
     def _erase(self, key: str, state: CustomerState, ts: Instant, changes: list[SegmentChange]) -> None:
         erased = core.erase(self.pack, key, state, ts)
+        cancel_all(key, state, max(ts, state.clock), self.activations)
         self._count(erased)
         changes += erased
         for anon in state.anon_ids:

@@ -29,6 +29,11 @@ class Metrics:
                                 "the worker started; the worker keeps the clock it read then", registry=r)
         self.handoffs_given_up = Counter("segmenter_handoffs_given_up", "Identity merges not back within "
                                          "handoff_wait: the customer's events went on without them", registry=r)
+        self.activations = Counter("segmenter_activations", "Activations sent to channel topics, by channel and "
+                                   "action (send, cancel)", ["channel", "action"], registry=r)
+        self.suppressed = Gauge("segmenter_activations_suppressed", "Activations suppressed (or held, policy "
+                                "\"held\") on this worker's partitions since it took them, by policy, segment and "
+                                "channel", ["policy", "segment", "channel"], registry=r)
         self.deployments = Counter("segmenter_deployments", "Rule deployments read from the topic while "
                                    "running, learnt or refused (a pack that does not compile)", ["outcome"],
                                    registry=r)

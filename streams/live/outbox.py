@@ -8,6 +8,7 @@ record offsets whose output is not delivered.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -15,6 +16,8 @@ from aiokafka import AIOKafkaProducer
 from streams.live import handoffs
 from streams.live.metrics import Metrics
 from streams.live.settings import WorkerSettings
+from streams.model.activations import Activation
+from streams.model.activations import encode as encode_activation
 from streams.model.changes import SegmentChange
 from streams.model.changes import encode as encode_change
 
@@ -38,6 +41,8 @@ class Outbox:
         self.metrics = metrics
         self.records: list[tuple[str, bytes | None, bytes, Headers | None]] = []
         self.in_flight: list[asyncio.Future[Any]] = []
+        self.sources: list[Callable[[], list[Activation]]] = []
+        """Where activations come from (the engines); taken before each send."""
 
     def change(self, change: SegmentChange) -> None:
         value = encode_change(change)
@@ -52,6 +57,11 @@ class Outbox:
                 if granted:
                     self.records.append((f"{topic}.{channel}", key, value, None))
         self.metrics.changes.labels(change.segment, change.change).inc()
+
+    def activation(self, activation: Activation) -> None:
+        topic = self.settings.activation_topic(activation.channel)
+        self.records.append((topic, activation.customer_id.encode(), encode_activation(activation), None))
+        self.metrics.activations.labels(activation.channel, activation.action).inc()
 
     def dead_letter(self, message: Any, reason: str, raw: bytes | None = None) -> None:
         """The original bytes (``raw``: those of the event a hand-off carried), with the reason and
@@ -73,6 +83,9 @@ class Outbox:
 
     async def send(self, producer: AIOKafkaProducer) -> None:
         """Hand the records to the producer, which batches them per partition; don't wait."""
+        for source in self.sources:
+            for activation in source():
+                self.activation(activation)
         for topic, key, value, headers in self.records:
             self.in_flight.append(await producer.send(topic, value, key=key, headers=headers))
         self.records.clear()

@@ -8,7 +8,7 @@ its records, aliases and erasure markers are views of that partition of the faus
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable
 from contextlib import AbstractContextManager
 from typing import Any
@@ -23,6 +23,7 @@ from streams.live.metrics import Metrics
 from streams.live.settings import WorkerSettings
 from streams.live.views import MirroredView, PartitionView, in_partition, partition_of
 from streams.model import state as state_codec
+from streams.model.activations import Activation
 from streams.model.changes import SegmentChange
 from streams.model.clock import Instant
 from streams.model.events import BadEvent, decode
@@ -206,6 +207,19 @@ class Partitions:
         metrics.pack.clear()
         for version in self.packs().values():
             metrics.pack.labels(version).inc()
+        counts: Counter[tuple[str, str, str]] = Counter()
+        for engine in self.engines.values():
+            counts.update(engine.stats.activations)
+        for (policy, segment, channel), n in counts.items():
+            metrics.suppressed.labels(policy, segment, channel).set(n)
+
+    def take_activations(self) -> list[Activation]:
+        """The engines' activations since the last call (for the outbox)."""
+        out: list[Activation] = []
+        for engine in self.engines.values():
+            if engine.activations:
+                out += engine.take_activations()
+        return out
 
     def packs(self) -> dict[int, str]:
         """partition -> the version of its live pack."""

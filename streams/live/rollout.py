@@ -25,6 +25,7 @@ from streams.live.metrics import Metrics
 from streams.live.outbox import Outbox
 from streams.live.partitions import Partitions
 from streams.live.settings import WorkerSettings
+from streams.live.topics import ensure_activation_topics
 from streams.rules import deployments
 from streams.rules.deployments import Deployment, Scheduled
 from streams.rules.problems import RuleError
@@ -41,6 +42,7 @@ class Rollout:
         self.outbox = outbox
         self.metrics = metrics
         self.follower = Follower(settings, ())
+        outbox.sources.append(partitions.take_activations)  # each send takes the engines' activations
 
     async def read_known(self) -> None:
         """Before the worker starts: the deployments so far (:func:`streams.live.deploys.history_at_start`)."""
@@ -48,6 +50,8 @@ class Rollout:
         self.partitions.deployments = sorted((s for s in map(self._compiled, known) if s is not None),
                                              key=lambda s: s.at)
         self.follower = Follower(self.settings, known)
+        packs = [self.partitions.pack, *(s.pack for s in self.partitions.deployments)]
+        await ensure_activation_topics(self.settings, (c for p in packs for c in p.activation.channels))
 
     def _compiled(self, deployment: Deployment) -> Scheduled | None:
         try:
@@ -78,6 +82,7 @@ class Rollout:
         scheduled = self._compiled(deployment)
         if scheduled is None:
             return
+        await ensure_activation_topics(self.settings, scheduled.pack.activation.channels)
         late = self.partitions.deploy(scheduled)
         for change in late:
             self.outbox.change(change)

@@ -35,6 +35,7 @@ class WorkerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     profiles_topic: str = "profiles"
     changes_topic: str = "segment-changes"
     dead_letter_topic: str = "segmenter-dead-letter"
+    activation_topic_prefix: str = "activations"
     segment_topics: bool = False
     channel_topics: bool = False
     max_event_bytes: int = _LIMITS.max_event_bytes
@@ -94,6 +95,9 @@ class WorkerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     def identity_topic(self) -> str:
         return f"{self.app_id}-identity"
 
+    def activation_topic(self, channel: str) -> str:
+        return f"{self.activation_topic_prefix}.{channel}"
+
     @property
     def deployments_topic(self) -> str:
         """Compacted, one partition: every rule pack put live, and when (``segmenter rules deploy``)."""
@@ -130,6 +134,8 @@ HELP: dict[str, str] = {
     "profiles_topic": "input topic of profile, consent and erasure events",
     "changes_topic": "output topic of segment changes",
     "dead_letter_topic": "topic of bad events, with the reason in headers",
+    "activation_topic_prefix": "activations of channel C go to <prefix>.C (docs/activation.md); the worker "
+                               "creates the topic of every channel a pack feeds",
     "segment_topics": "also write each change to <changes_topic>.<segment>",
     "channel_topics": "also write each change to <changes_topic>.<channel> for every channel it "
                       "has consent on",

@@ -9,6 +9,7 @@ configured number of partitions: a mismatch is refused.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import faust
@@ -59,11 +60,29 @@ async def ensure_topics(settings: WorkerSettings, app: faust.App) -> list[str]:
                     f"topic {topic!r} has {existing[topic]} partitions but the worker is set to "
                     f"{s.partitions}; set --partitions {existing[topic]} (all input topics must agree)")
         missing = [new for name, new in wanted.items() if name not in existing]
-        if missing:
-            response = await admin.create_topics(missing)
-            for topic, code, *_ in getattr(response, "topic_errors", []):
-                if code not in (0, TOPIC_ALREADY_EXISTS):
-                    raise SegmenterError(f"could not create topic {topic!r}: Kafka error {code}")
+        await _create(admin, missing)
         return [new.name for new in missing]
     finally:
         await admin.close()
+
+
+async def ensure_activation_topics(settings: WorkerSettings, channels: Iterable[str]) -> list[str]:
+    """The topic of each channel (``<activation_topic_prefix>.<channel>``), created if missing."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, **settings.kafka_security())
+    await admin.start()
+    try:
+        present = set(await admin.list_topics())
+        missing = [NewTopic(settings.activation_topic(c), settings.partitions, 1) for c in sorted(set(channels))
+                   if settings.activation_topic(c) not in present]
+        await _create(admin, missing)
+        return [new.name for new in missing]
+    finally:
+        await admin.close()
+
+
+async def _create(admin: AIOKafkaAdminClient, topics: list[NewTopic]) -> None:
+    if topics:
+        response = await admin.create_topics(topics)
+        for topic, code, *_ in getattr(response, "topic_errors", []):
+            if code not in (0, TOPIC_ALREADY_EXISTS):
+                raise SegmenterError(f"could not create topic {topic!r}: Kafka error {code}")

@@ -68,6 +68,12 @@ class CustomerState(msgspec.Struct, array_like=True, omit_defaults=True, gc=Fals
     recognised whatever its id and however many came after it."""
     seen_at: list[int] = msgspec.field(default_factory=list)
     """The event time, in whole seconds, of each id in ``seen``."""
+    activated: dict[str, int] = msgspec.field(default_factory=dict)
+    """segment -> time of its latest activation, for its cool-down."""
+    sent: dict[str, list[int]] = msgspec.field(default_factory=dict)
+    """channel -> send times of its latest activations (as many as its cap counts)."""
+    held: list[list[Any]] = msgspec.field(default_factory=list)
+    """Activations not gone out yet: [activation_id, channel, segment, send_at, change_id]."""
 
     @property
     def cart_items(self) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from typing import BinaryIO, TextIO
 import msgspec
 
 from streams.engine import Engine
+from streams.model.activations import Activation
 from streams.model.changes import SegmentChange
 from streams.model.clock import Instant, format_instant, from_datetime
 from streams.model.events import DEFAULT_MAX_CLOCK_SKEW, BadEvent
@@ -63,9 +65,10 @@ def latest_accepted(until: Instant | None, wall: float | None = None) -> Instant
 
 def run(engine: Engine, lines: Iterable[bytes], *, name: str, until: Instant | None,
         emit: Callable[[SegmentChange], None], bad: Callable[[BadEvent], None],
-        latest: Instant | None = None) -> Summary:
+        latest: Instant | None = None, activation: Callable[[Activation], None] | None = None) -> Summary:
     """Feed every line to the engine, then move the clock to ``until`` (or the last event).
-    An event after ``latest`` is a bad event (reason ``future``)."""
+    An event after ``latest`` is a bad event (reason ``future``). ``activation``: where the
+    activations go (by default, nowhere)."""
     started = time.perf_counter()
     read = 0
     for number, line in enumerate(lines, start=1):
@@ -79,29 +82,45 @@ def run(engine: Engine, lines: Iterable[bytes], *, name: str, until: Instant | N
             continue
         for change in result:
             emit(change)
+        if engine.activations:
+            _drain(engine, activation)
     for change in engine.finish(until):
         emit(change)
+    _drain(engine, activation)
     changes: dict[str, dict[str, int]] = {}
     for (segment, kind), count in engine.stats.changes.items():
         changes.setdefault(segment, {})[kind] = count
     return Summary(read, engine.stats.bad, engine.stats.duplicates, time.perf_counter() - started, changes)
 
 
+def _drain(engine: Engine, activation: Callable[[Activation], None] | None) -> None:
+    for made in engine.take_activations():
+        if activation is not None:
+            activation(made)
+
+
 def replay_file(pack: RulePack, path: str, *, until: Instant | None = None,
                 out: BinaryIO | None = None, err: TextIO | None = None, progress: bool | None = None,
-                limits: Limits = DEFAULT_LIMITS, deployments: Sequence[Scheduled] = ()) -> Summary:
+                limits: Limits = DEFAULT_LIMITS, deployments: Sequence[Scheduled] = (),
+                activations: bool = False) -> Summary:
     """The command: ``path`` is a file name or ``-`` for standard input. ``deployments``: the
-    packs that go live later, each at its instant, as on the live workers."""
+    packs that go live later, each at its instant, as on the live workers. ``activations``:
+    print the activations instead of the changes, and what each policy suppressed."""
     out = out if out is not None else sys.stdout.buffer
     err = err if err is not None else sys.stderr
     engine = Engine(pack, limits=limits, deployments=deployments)
     write = out.write
     buffer: list[bytes] = []
 
-    def emit(change: SegmentChange) -> None:
+    def emit(change: SegmentChange | Activation) -> None:
         buffer.append(_encoder.encode(change))
         if len(buffer) >= 4096:
             flush()
+
+    def skip(_: SegmentChange) -> None:
+        pass
+
+    changes, made = (skip, emit) if activations else (emit, None)
 
     def flush() -> None:
         if buffer:
@@ -116,21 +135,29 @@ def replay_file(pack: RulePack, path: str, *, until: Instant | None = None,
     if progress is None:
         progress = err.isatty()
     if path == "-":
-        summary = run(engine, sys.stdin.buffer, name="<stdin>", until=until, emit=emit, bad=bad,
-                      latest=latest_accepted(until))
+        summary = run(engine, sys.stdin.buffer, name="<stdin>", until=until, emit=changes, bad=bad,
+                      latest=latest_accepted(until), activation=made)
     else:
         with open(path, "rb") as handle:
             size = os.fstat(handle.fileno()).st_size
             lines: Iterable[bytes] = _with_progress(handle, size, err) if progress else handle
-            summary = run(engine, lines, name=path, until=until, emit=emit, bad=bad,
-                          latest=latest_accepted(until))
+            summary = run(engine, lines, name=path, until=until, emit=changes, bad=bad,
+                          latest=latest_accepted(until), activation=made)
     flush()
     out.flush()
     if until is not None and engine.clock is not None and until < engine.clock:
         err.write(f"replay: warning: --until {format_instant(until)} is before the last event; the clock "
                   f"stayed at {format_instant(engine.clock)}\n")
     err.write(summary.line() + "\n")
+    if activations:
+        err.write(activation_summary(engine.stats.activations) + "\n")
     return summary
+
+
+def activation_summary(counts: Counter[tuple[str, str, str]]) -> str:
+    """What each policy suppressed and what quiet hours held, per segment and channel."""
+    parts = [f"{policy} {segment}->{channel} {n}" for (policy, segment, channel), n in sorted(counts.items())]
+    return f"activations: suppressed or held: {', '.join(parts) or 'none'}"
 
 
 def _with_progress(handle: BinaryIO, size: int, err: TextIO) -> Iterator[bytes]:

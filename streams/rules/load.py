@@ -30,6 +30,14 @@ from streams.model.clock import parse_duration
 from streams.model.events import EVENT_TYPES
 from streams.model.windows import next_expiry, total
 from streams.rules import expr as expressions
+from streams.rules.activation import (
+    CONSENT_CHANNELS,
+    ActivationSettings,
+    Channel,
+    parse_cap,
+    parse_quiet_hours,
+    zone_or_none,
+)
 from streams.rules.compiled import Expr, ExprError, NextFn, Scope
 from streams.rules.fields import (
     BOOL,
@@ -64,12 +72,28 @@ class WindowSpec(StrictFile):
     description: str = ""
 
 
+class ActivationSpec(StrictFile):
+    timezone_trait: str | None = None
+    timezone: str = "UTC"
+
+
+class ChannelSpec(StrictFile):
+    segments: list[str]
+    consent: str | None = None
+    """Defaults to the channel's name for email, sms and push; other channels need none."""
+    cap: str | None = None
+    quiet_hours: str | None = None
+
+
 class PackSpec(StrictFile):
     version: str | int | None = None
     """The pack's version, as deployments and changes show it (the files' digest when unset)."""
     settings: Settings = msgspec.field(default_factory=Settings)
     traits: dict[str, str] = msgspec.field(default_factory=dict)
     windows: dict[str, WindowSpec] = msgspec.field(default_factory=dict)
+    activation: ActivationSpec = msgspec.field(default_factory=ActivationSpec)
+    channels: dict[str, ChannelSpec] = msgspec.field(default_factory=dict)
+    priority: dict[str, list[str]] = msgspec.field(default_factory=dict)
 
 
 class SegmentSpec(StrictFile):
@@ -79,6 +103,8 @@ class SegmentSpec(StrictFile):
     description: str = ""
     tags: list[str] = msgspec.field(default_factory=list)
     requires_consent: Literal["email", "sms", "push"] | None = None
+    cooldown: str | None = None
+    """No new activation for this segment within this long of the last one (docs/activation.md)."""
 
 
 @dataclass
@@ -131,6 +157,7 @@ class _Loader:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.problems: list[Problem] = []
+        self.cooldowns: dict[str, int] = {}
 
     def load(self) -> RulePack:
         if not self.directory.is_dir():
@@ -158,9 +185,13 @@ class _Loader:
         fields = {n: f for n, f in scope_fields.items()
                   if not n.startswith("windows.") or n.removeprefix("windows.") in used}
         rules = [_with_definition(rule, windows, traits) for rule in rules]
+        activation = self._activation(pack_source, spec, {rule.name for rule in rules}, traits)
+        if self.problems:
+            raise RuleError(self.problems)
         label = "" if spec.version is None else str(spec.version)
         return RulePack(tuple(rules), kept, fields, allowed_lateness=lateness, directory=str(self.directory),
-                        traits=frozenset(traits), label=label, digest=digest_of(pack_files(self.directory)))
+                        traits=frozenset(traits), label=label, digest=digest_of(pack_files(self.directory)),
+                        activation=activation)
 
     # --- files -------------------------------------------------------------------------
 
@@ -261,6 +292,54 @@ class _Loader:
                                           spec.description, definition)
         return windows
 
+    # --- activation --------------------------------------------------------------------------
+
+    def _activation(self, source: _Source | None, spec: PackSpec, segments: set[str],
+                    traits: dict[str, str]) -> ActivationSettings:
+        def problem(message: str, key: str) -> None:
+            self._problem(Kind.BAD_VALUE, PACK_FILE, message, key=key,
+                          line=source.line_of(key.split(".")[-1]) if source else None)
+
+        def known(name: str, key: str) -> bool:
+            if name in segments:
+                return True
+            self._problem(Kind.UNKNOWN_FIELD, PACK_FILE, f"{key}: no segment {name!r}" + did_you_mean(name, segments),
+                          key=key, line=source.line_of(key.split(".")[0]) if source else None)
+            return False
+
+        settings = spec.activation
+        if settings.timezone_trait is not None and traits.get(settings.timezone_trait) != "string":
+            problem(f"timezone_trait {settings.timezone_trait!r} must be a trait declared as \"string\" "
+                    "in [traits]", "activation.timezone_trait")
+        if zone_or_none(settings.timezone) is None:
+            problem(f"timezone {settings.timezone!r} is not an IANA time zone, like \"Europe/Paris\"",
+                    "activation.timezone")
+        channels = {}
+        for name, channel in spec.channels.items():
+            if not NAME.match(name):
+                problem(f"channel name {name!r} must be lower_snake_case", f"channels.{name}")
+            consent = channel.consent or (name if name in CONSENT_CHANNELS else None)
+            if consent is not None and consent not in CONSENT_CHANNELS:
+                problem(f"channel {name!r}: consent {consent!r} is not one of {', '.join(CONSENT_CHANNELS)}",
+                        f"channels.{name}.consent")
+            fed = tuple(s for s in channel.segments if known(s, f"channels.{name}.segments"))
+            cap = quiet = None
+            try:
+                cap = parse_cap(channel.cap) if channel.cap else None
+                quiet = parse_quiet_hours(channel.quiet_hours) if channel.quiet_hours else None
+            except ValueError as exc:
+                problem(f"channel {name!r}: {exc}", f"channels.{name}")
+            channels[name] = Channel(name, fed, consent, cap, quiet)
+        priority, groups = {}, {}
+        for group, members in spec.priority.items():
+            ranked = tuple(s for s in members if known(s, f"priority.{group}"))
+            for rank, segment in enumerate(ranked):
+                if segment in priority:
+                    problem(f"segment {segment!r} is in two priority groups", f"priority.{group}")
+                priority[segment] = rank
+                groups[segment] = ranked
+        return ActivationSettings(channels, self.cooldowns, priority, groups, settings.timezone_trait, settings.timezone)
+
     # --- segments --------------------------------------------------------------------------
 
     def _rules(self, scope: Scope) -> list[Rule]:
@@ -288,6 +367,12 @@ class _Loader:
                 when = f"({when}) and consent.{spec.requires_consent}"
             condition = self._expression(source, when, scope, BOOL, "when", spec.name, 0,
                                          original=spec.when)
+            if spec.cooldown is not None:
+                try:
+                    self.cooldowns[spec.name] = parse_duration(spec.cooldown)
+                except ValueError as exc:
+                    self._problem(Kind.BAD_VALUE, path.name, str(exc), rule=spec.name, key="cooldown",
+                                  line=source.line_of("cooldown"))
             if condition is not None:
                 rules.append(Rule(spec.name, spec.version, condition, path.name, spec.description.strip(),
                                   tuple(spec.tags), spec.requires_consent, definition=when))

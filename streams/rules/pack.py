@@ -8,6 +8,7 @@ from typing import Any
 
 from streams.model.clock import DAY, Duration
 from streams.model.events import EVENT_TYPES
+from streams.rules.activation import ActivationSettings
 from streams.rules.compiled import Expr
 from streams.rules.fields import SEEN_CHANGED, Field
 
@@ -79,6 +80,8 @@ class RulePack:
     """The ``version`` set in pack.toml, if any."""
     digest: str = ""
     """SHA-256 of the pack's files: the same files, the same digest."""
+    activation: ActivationSettings = field(default_factory=ActivationSettings)
+    """Which segments feed which channel, and the policies on the way."""
     windows_for_type: dict[str, tuple[WindowDef, ...]] = field(default_factory=dict)
     timed_rules: tuple[Rule, ...] = ()
     affected: dict[tuple[str, bool, bool], tuple[Rule, ...]] = field(default_factory=dict)

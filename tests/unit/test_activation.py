@@ -1,0 +1,139 @@
+"""Activation policies at their boundaries, in event time (docs/activation.md), with the default
+pack: SMS cart recovery (24 h cool-down, 2 per 7 days, quiet 21:00-09:00), push for cart
+abandoners (quiet 22:00-08:00), and the recovery priority group."""
+
+from __future__ import annotations
+
+import pytest
+
+from streams.engine import Engine
+from streams.model.activations import Activation
+from streams.model.clock import format_instant
+from tests.unit.scenario import START, days, default_pack, event, hours, minutes, seconds
+
+pytestmark = pytest.mark.unit
+
+
+class Shopper:
+    """One customer through a fresh engine, collecting their activations."""
+
+    def __init__(self, customer: str = "c1", *, sms: bool = True, push: bool = False,
+                 timezone: str | None = None) -> None:
+        self.engine = Engine(default_pack())
+        self.customer = customer
+        self.out: list[Activation] = []
+        traits = {"timezone": timezone} if timezone else {}
+        self.send(event("profile_updated", 0, customer, traits=traits))
+        self.consent(0, sms=sms, push=push)
+
+    def send(self, raw: bytes) -> None:
+        result = self.engine.process_bytes(raw)
+        assert isinstance(result, list), result
+        self.out += self.engine.take_activations()
+
+    def consent(self, at: int, **channels: bool) -> None:
+        self.send(event("consent_updated", at, self.customer, **channels))
+
+    def abandon(self, at: int) -> None:
+        """A cart at ``at``: the customer is a cart abandoner 30 minutes later."""
+        self.send(event("add_to_cart", at, self.customer, sku="A", price=10.0))
+
+    def buy(self, at: int) -> None:
+        self.send(event("order_completed", at, self.customer, total=10.0, order_id=f"o{at}"))
+
+    def until(self, at: int) -> list[Activation]:
+        self.engine.finish(START + at)
+        self.out += self.engine.take_activations()
+        return self.out
+
+    def sms(self) -> list[tuple[str, str, str]]:
+        return [(a.action, a.at, a.send_at) for a in self.out if a.channel == "sms"]
+
+
+def iso(offset: int) -> str:
+    return format_instant(START + offset)
+
+
+def cart_cycle(shopper: Shopper, at: int) -> None:
+    """Abandoned at ``at`` (a member 30 minutes later), bought an hour later."""
+    shopper.abandon(at)
+    shopper.buy(at + hours(1))
+
+
+def test_the_cool_down_lets_a_re_entry_through_at_exactly_its_length_and_not_a_second_before() -> None:
+    exact, early = Shopper(), Shopper()
+    for shopper, second in ((exact, hours(10)), (early, hours(10) - seconds(1))):
+        cart_cycle(shopper, hours(10))
+        cart_cycle(shopper, days(1) + second)
+        shopper.until(days(2))
+    assert [a for a, *_ in exact.sms()] == ["send", "send"]
+    assert exact.sms()[1][1] == iso(days(1) + hours(10) + minutes(30))
+    assert [a for a, *_ in early.sms()] == ["send"]
+    assert early.engine.stats.activations["cooldown", "sms_cart_recovery", "sms"] == 1
+
+
+def test_the_cap_counts_the_sends_of_the_last_period_up_to_but_excluding_its_start() -> None:
+    shopper = Shopper()
+    for day in (0, 1, 2, 7):
+        cart_cycle(shopper, days(day) + hours(10))
+    shopper.until(days(8))
+    sent = [at for action, at, _ in shopper.sms() if action == "send"]
+    # Day 2 is the third in 7 days; on day 7, day 0's text no longer counts.
+    assert sent == [iso(days(d) + hours(10) + minutes(30)) for d in (0, 1, 7)]
+    assert shopper.engine.stats.activations["cap", "sms_cart_recovery", "sms"] == 1
+
+
+def test_quiet_hours_hold_the_message_until_they_end_across_midnight_and_in_the_customers_zone() -> None:
+    utc = Shopper()
+    utc.abandon(hours(21) + minutes(30))  # a member at 22:00 UTC: held until 09:00 the next day
+    utc.until(days(1))
+    assert utc.sms() == [("send", iso(hours(22)), iso(days(1) + hours(9)))]
+    assert utc.engine.stats.activations["held", "sms_cart_recovery", "sms"] == 1
+
+    morning = Shopper()
+    morning.abandon(hours(8) + minutes(29))  # 08:59: held one minute
+    morning.until(days(1))
+    assert morning.sms() == [("send", iso(hours(8) + minutes(59)), iso(hours(9)))]
+
+    new_york = Shopper(timezone="America/New_York")  # UTC-5 on 1 March
+    new_york.abandon(hours(2))  # 02:30 UTC is 21:30 the evening before in New York
+    new_york.abandon(hours(23))  # 23:30 UTC is 18:30 there: no hold
+    new_york.until(days(1))
+    assert new_york.sms()[0] == ("send", iso(hours(2) + minutes(30)), iso(hours(14)))
+
+
+def test_a_higher_segment_entered_later_wins_and_cancels_the_lower_one_still_held() -> None:
+    shopper = Shopper(sms=False, push=True)
+    shopper.abandon(hours(22) + minutes(30))  # cart_abandoner at 23:00: push held until 08:00
+    shopper.consent(hours(23) + minutes(10), sms=True)  # now an SMS cart recovery member
+    out = shopper.until(days(1) + hours(10))
+    push = [(a.action, a.segment, a.reason) for a in out if a.channel == "push"]
+    assert push[0][:2] == ("send", "cart_abandoner")
+    assert push[1] == ("cancel", "cart_abandoner", {"cancelled": "sms_cart_recovery has priority"})
+    assert shopper.sms() == [("send", iso(hours(23) + minutes(10)), iso(days(1) + hours(9)))]
+
+
+def test_the_lower_segment_entered_with_the_higher_one_is_suppressed_by_priority() -> None:
+    shopper = Shopper(sms=True, push=True)
+    shopper.abandon(hours(10))
+    out = shopper.until(hours(11))
+    assert [(a.channel, a.segment) for a in out] == [("sms", "sms_cart_recovery")]
+    assert shopper.engine.stats.activations["priority", "cart_abandoner", "push"] == 1
+
+
+def test_consent_withdrawn_between_entry_and_send_cancels_the_held_message() -> None:
+    shopper = Shopper()
+    shopper.abandon(hours(21) + minutes(30))  # held until 09:00
+    shopper.consent(hours(23), sms=False)
+    out = shopper.until(days(1) + hours(10))
+    sms = [a for a in out if a.channel == "sms"]
+    assert [a.action for a in sms] == ["send", "cancel"]
+    assert sms[0].activation_id == sms[1].activation_id
+    assert sms[1].at == iso(hours(23)) and sms[1].send_at == iso(days(1) + hours(9))
+
+
+def test_no_consent_no_activation_and_the_suppression_is_counted() -> None:
+    shopper = Shopper(sms=False, push=False)
+    shopper.abandon(hours(10))
+    assert shopper.until(hours(11)) == []
+    assert shopper.engine.stats.activations["consent", "cart_abandoner", "push"] == 1
