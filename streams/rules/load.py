@@ -301,11 +301,9 @@ class _Loader:
                           line=source.line_of(key.split(".")[-1]) if source else None)
 
         def known(name: str, key: str) -> bool:
-            if name in segments:
-                return True
-            self._problem(Kind.UNKNOWN_FIELD, PACK_FILE, f"{key}: no segment {name!r}" + did_you_mean(name, segments),
-                          key=key, line=source.line_of(key.split(".")[0]) if source else None)
-            return False
+            # A channel or group naming a segment the pack does not define skips it: a pack.toml
+            # copied beside fewer segment files still loads (docs/activation.md).
+            return name in segments
 
         settings = spec.activation
         if settings.timezone_trait is not None and traits.get(settings.timezone_trait) != "string":
