@@ -91,6 +91,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_arguments(demo_view)
     demo_view.set_defaults(run=demo.run)
 
+    members = commands.add_parser("members", help="export a segment's current members (JSONL or CSV)",
+                                  description="The current members of SEGMENT, read from the workers' "
+                                  "compacted memberships topic: JSON lines (default) or CSV on stdout, "
+                                  "sorted by customer id. Kafka settings as for the worker.")
+    members.add_argument("segment", help="the segment's name")
+    members.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    _kafka_flags(members)
+    members.add_argument("--memberships-topic", default=None, metavar="TOPIC",
+                         help="the memberships topic (env SEGMENTER_MEMBERSHIPS_TOPIC, default segment-memberships)")
+    members.set_defaults(run=_members)
+
     schemas = commands.add_parser("schemas", help="write the JSON Schemas of input events and segment changes",
                                   description="Write docs/schemas/input-event.json and segment-change.json "
                                   "(or into --out), generated from the types the engine decodes and "
@@ -194,7 +205,7 @@ def _limits(pack: RulePack) -> Limits:
 
 
 def _backtest(args: argparse.Namespace) -> int:
-    from streams.offline.backtest import backtest_file
+    from streams.offline.backtest import Activations, backtest_file
     from streams.offline.report import chart, table
     from streams.rules.load import load_pack
 
@@ -204,11 +215,14 @@ def _backtest(args: argparse.Namespace) -> int:
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    report, summary = backtest_file(pack, args.file, until=args.until, deployments=_deployments(args))
+    activations = Activations()
+    report, summary = backtest_file(pack, args.file, until=args.until, deployments=_deployments(args),
+                                    activations=activations)
     skipped = f", {summary.bad} bad skipped (segmenter replay lists them)" if summary.bad else ""
     text = table(report, f"Backtest of {args.file} with the rules in {args.rules}: "
                          f"{summary.events_read:,} events{skipped}, "
                          f"{sum(sum(k.values()) for k in summary.changes.values()):,} changes")
+    text += "\n" + activations.table()
     sys.stdout.write(text)
     sys.stdout.flush()
     (out / "backtest.txt").write_text(text)
@@ -273,6 +287,13 @@ def _rules_deploy(args: argparse.Namespace) -> int:
     from streams.tools import deploy
 
     return deploy.command(args, settings.load(vars(args)))
+
+
+def _members(args: argparse.Namespace) -> int:
+    from streams.live import settings
+    from streams.tools import members
+
+    return members.command(settings.load(vars(args)), args.segment, args.format)
 
 
 def _rules_package(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaProducer
 from streams.live import handoffs
 from streams.live.metrics import Metrics
 from streams.live.settings import WorkerSettings
+from streams.model import memberships
 from streams.model.activations import Activation
 from streams.model.activations import encode as encode_activation
 from streams.model.changes import SegmentChange
@@ -39,7 +40,7 @@ class Outbox:
     def __init__(self, settings: WorkerSettings, metrics: Metrics) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.records: list[tuple[str, bytes | None, bytes, Headers | None]] = []
+        self.records: list[tuple[str, bytes | None, bytes | None, Headers | None]] = []
         self.in_flight: list[asyncio.Future[Any]] = []
         self.sources: list[Callable[[], list[Activation]]] = []
         """Where activations come from (the engines); taken before each send."""
@@ -49,6 +50,7 @@ class Outbox:
         key = change.customer_id.encode()
         topic = self.settings.changes_topic
         self.records.append((topic, key, value, None))
+        self.records.append((self.settings.memberships_topic, *memberships.record(change), None))
         if self.settings.segment_topics:
             self.records.append((f"{topic}.{change.segment}", key, value, None))
         if self.settings.channel_topics:

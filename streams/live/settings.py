@@ -34,6 +34,7 @@ class WorkerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     transactions_topic: str = "transactions"
     profiles_topic: str = "profiles"
     changes_topic: str = "segment-changes"
+    memberships_topic: str = "segment-memberships"
     dead_letter_topic: str = "segmenter-dead-letter"
     activation_topic_prefix: str = "activations"
     segment_topics: bool = False
@@ -133,6 +134,8 @@ HELP: dict[str, str] = {
     "transactions_topic": "input topic of orders and refunds",
     "profiles_topic": "input topic of profile, consent and erasure events",
     "changes_topic": "output topic of segment changes",
+    "memberships_topic": "compacted topic of current memberships, keyed by customer and segment (a "
+                         "tombstone when one ends)",
     "dead_letter_topic": "topic of bad events, with the reason in headers",
     "activation_topic_prefix": "activations of channel C go to <prefix>.C (docs/activation.md); the worker "
                                "creates the topic of every channel a pack feeds",

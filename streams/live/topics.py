@@ -27,6 +27,9 @@ def wanted_topics(settings: WorkerSettings, app: faust.App) -> dict[str, NewTopi
     """Every topic the worker reads or writes, the changelogs of ``app``'s tables included."""
     s = settings
     wanted = {t: NewTopic(t, s.partitions, 1) for t in [*s.input_topics, s.changes_topic]}
+    # Current memberships: compacted, so it keeps the latest record of each customer and segment.
+    wanted[s.memberships_topic] = NewTopic(s.memberships_topic, s.partitions, 1,
+                                           topic_configs={"cleanup.policy": "compact"})
     # What carries customer data besides the tables is kept only so long: an erased customer is
     # gone from it within its retention (docs/worker.md, Erasure).
     for topic, retention in ((s.identity_topic, s.identity_retention),

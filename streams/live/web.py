@@ -4,7 +4,8 @@
   the id (faust forwards the request there, token included), and only to a caller who sends
   the worker's token (``Authorization: Bearer <web_token>``): without a token configured,
   customer data is served to no one;
-- ``GET /segments``: segment sizes on this worker;
+- ``GET /segments``: segment sizes for the whole cluster (from the memberships topic; this
+  worker's own until it has read that topic once), and the live rule pack;
 - ``GET /health``: 200 once the worker owns its partitions and has restored them, else 503;
 - ``GET /metrics``: Prometheus text.
 
@@ -24,8 +25,10 @@ import faust
 import msgspec
 from faust.web import Request, Response, View
 
+from streams.live.membership_sizes import ClusterSizes
 from streams.live.metrics import Metrics
 from streams.live.partitions import Partitions
+from streams.live.settings import WorkerSettings
 from streams.model.clock import format_instant
 
 TIME_FIELDS = ("clock", "first_seen", "last_seen", "last_cart_activity", "last_checkout_at",
@@ -63,9 +66,12 @@ def authenticated(token: str | None) -> Callable[[Any], Any]:
     return decorate
 
 
-def register(app: faust.App, customers: Any, readout: Readout, token: str | None) -> None:
+def register(app: faust.App, customers: Any, readout: Readout, settings: WorkerSettings) -> None:
     """Add the endpoints to ``app``; ``customers`` is the table whose owner answers for an id;
-    ``token`` guards customer data."""
+    the ``web_token`` of ``settings`` guards customer data."""
+    token = settings.web_token
+    cluster = ClusterSizes(settings)
+    app.task(cluster.follow)
 
     @app.page("/customers/{customer_id}/")
     @authenticated(token)
@@ -88,7 +94,9 @@ def register(app: faust.App, customers: Any, readout: Readout, token: str | None
         packs = readout.partitions.packs()
         versions = sorted(set(packs.values()))
         pending = sorted({d.id for engine in readout.partitions.engines.values() for d in engine.pending})
-        return web.json({"segments": readout.partitions.segment_sizes(),
+        own = readout.partitions.segment_sizes()
+        return web.json({"segments": cluster.current() if cluster.caught_up else own,
+                         "cluster": cluster.caught_up, "this_worker": own,
                          "partitions": sorted(readout.partitions.engines),
                          "pack_version": versions[0] if len(versions) == 1 else versions,
                          "packs": {str(p): v for p, v in packs.items()}, "pending_deployments": pending})

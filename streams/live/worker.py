@@ -95,7 +95,7 @@ class Worker:
         app.on_rebalance_complete.connect(self._on_assigned)  # type: ignore[arg-type]
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         web.register(app, self.tables.customers, web.Readout(
-            self.partitions, self.metrics, lambda: self.ready.is_set() and not app.rebalancing), settings.web_token)
+            self.partitions, self.metrics, lambda: self.ready.is_set() and not app.rebalancing), settings)
 
     async def ensure_topics(self) -> list[str]:
         return await ensure_topics(self.settings, self.app)

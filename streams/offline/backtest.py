@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from streams.engine import Engine
+from streams.model.activations import SEND, Activation
 from streams.model.changes import ENTERED, EXITED, SegmentChange
 from streams.model.clock import Duration, Instant, parse_instant
 from streams.model.events import BadEvent
@@ -258,9 +259,56 @@ def backtest(changes: Iterable[SegmentChange], segments: Iterable[str] = (), end
     return bt.report(end)
 
 
+@dataclass
+class Activations:
+    """What the activations of a history came to, per channel and segment: messages that would
+    have gone, been held by quiet hours, been cancelled, or suppressed by each policy."""
+
+    sent: Counter[tuple[str, str]] = field(default_factory=Counter)
+    cancelled: Counter[tuple[str, str]] = field(default_factory=Counter)
+    customers: defaultdict[tuple[str, str], Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    counts: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    """(policy or "held", segment, channel) -> count, from the engine."""
+
+    def add(self, activation: Activation) -> None:
+        where = (activation.channel, activation.segment)
+        if activation.action == SEND:
+            self.sent[where] += 1
+            self.customers[where][activation.customer_id] += 1
+        else:
+            self.cancelled[where] += 1
+
+    def reactivated(self, where: tuple[str, str]) -> float | None:
+        """The share of the customers activated who were activated again."""
+        people = self.customers.get(where)
+        if not people:
+            return None
+        return sum(1 for n in people.values() if n > 1) / len(people)
+
+    def table(self) -> str:
+        rows = sorted(set(self.sent) | set(self.cancelled) | {(c, s) for _, s, c in self.counts})
+        if not rows:
+            return "Activations: the pack feeds no channel.\n"
+        policies = sorted({p for p, _, _ in self.counts if p != "held"})
+        head = (f"{'channel':8} {'segment':22} {'sent':>7} {'held':>6} {'cancel':>6} {'again':>6} "
+                + " ".join(f"{p:>9}" for p in policies))
+        lines = ["Activations (again: share of the customers activated more than once; then suppressed by policy)",
+                 head]
+        for channel, segment in rows:
+            again = self.reactivated((channel, segment))
+            lines.append(
+                f"{channel:8} {segment:22} {self.sent[channel, segment]:>7,} "
+                f"{self.counts['held', segment, channel]:>6,} {self.cancelled[channel, segment]:>6,} "
+                f"{'-' if again is None else f'{again:.1%}':>6} "
+                + " ".join(f"{self.counts[p, segment, channel]:>9,}" for p in policies))
+        return "\n".join(lines) + "\n"
+
+
 def backtest_file(pack: RulePack, path: str | Path, *, until: Instant | None = None,
-                  deployments: Sequence[Scheduled] = ()) -> tuple[Report, Summary]:
-    """Replay ``path`` through the engine (as ``segmenter replay`` does) into a report.
+                  deployments: Sequence[Scheduled] = (), activations: Activations | None = None,
+                  ) -> tuple[Report, Summary]:
+    """Replay ``path`` through the engine (as ``segmenter replay`` does) into a report;
+    ``activations`` gathers what the activations came to.
 
     Bad events are counted in the summary and otherwise skipped: ``segmenter replay`` lists them.
     """
@@ -273,5 +321,7 @@ def backtest_file(pack: RulePack, path: str | Path, *, until: Instant | None = N
 
     with open(path, "rb") as handle:
         summary = run(engine, handle, name=str(path), until=until, emit=bt.add, bad=skip,
-                      latest=latest_accepted(until))
+                      latest=latest_accepted(until), activation=None if activations is None else activations.add)
+    if activations is not None:
+        activations.counts.update(engine.stats.activations)
     return bt.report(engine.clock), summary

@@ -1,22 +1,29 @@
-"""Activations on the real broker: the worker sends to each channel's topic exactly what
-``segmenter replay --activations`` gives for the same history (docs/activation.md)."""
+"""Activations and memberships on the real broker: the worker sends to each channel's topic
+exactly what ``segmenter replay --activations`` gives for the same history, and the memberships
+topic holds exactly replay's members (docs/activation.md)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import msgspec
 from aiokafka.admin import AIOKafkaAdminClient
-from histories import ROOT, create_topics, feed, history
+from histories import ROOT, create_topics, feed, history, replay
 from worker_harness import Deployment, WorkerProcess, running, settle, wait_for
 
 from streams.engine import Engine
+from streams.live.preview import read_compacted
+from streams.live.settings import load as load_settings
 from streams.model.clock import SECOND, parse_instant
 from streams.model.events import BadEvent
+from streams.model.memberships import decode as decode_membership
 from streams.offline.replay import latest_accepted
 from streams.rules.load import load_pack
 
@@ -33,6 +40,35 @@ def replay_activations(lines: list[bytes], until: int) -> list[dict[str, object]
     return out
 
 
+def cluster_sizes(worker: WorkerProcess) -> dict[str, int] | None:
+    body = json.loads(worker.get("/segments/") or b"{}")
+    return body["segments"] if body.get("cluster") else None
+
+
+def current_members(deployment: Deployment) -> set[tuple[str, str]]:
+    settings = load_settings(environ=deployment.env("reader", 0))
+    values = asyncio.run(read_compacted(settings, settings.memberships_topic))
+    return {(m.customer_id, m.segment) for m in map(decode_membership, values.values())}
+
+
+def replayed_members(changes: list[dict[str, object]]) -> set[tuple[str, str]]:
+    inside: set[tuple[str, str]] = set()
+    for change in changes:
+        pair = (str(change["customer_id"]), str(change["segment"]))
+        if change["change"] == "entered":
+            inside.add(pair)
+        else:
+            inside.discard(pair)
+    return inside
+
+
+def segmenter(deployment: Deployment, *args: str) -> str:
+    result = subprocess.run([sys.executable, "-m", "streams.cli", *args], env=deployment.env("cli", 0),
+                            cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
 def topics(bootstrap: str) -> set[str]:
     async def listed() -> set[str]:
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
@@ -45,13 +81,12 @@ def topics(bootstrap: str) -> set[str]:
     return asyncio.run(listed())
 
 
-def test_the_worker_sends_the_activations_replay_gives_to_topics_it_created(
+def test_activations_and_memberships_are_what_replay_gives(
         kafka_bootstrap: str, tmp_path: Path) -> None:
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=13)
     lines = history(seed=41, start=start.isoformat().replace("+00:00", "Z"))
     deployment = Deployment(kafka_bootstrap, tmp_path)
-    prefix = f"{deployment.prefix}-act"
-    deployment.extra["SEGMENTER_ACTIVATION_TOPIC_PREFIX"] = prefix
+    prefix = f"{deployment.prefix}-act"  # the harness's SEGMENTER_ACTIVATION_TOPIC_PREFIX
     channels = sorted(load_pack(ROOT / "rules").activation.channels)
     create_topics(deployment)
     worker = WorkerProcess(deployment)
@@ -62,6 +97,17 @@ def test_the_worker_sends_the_activations_replay_gives_to_topics_it_created(
         caught_up = int(time.time()) * SECOND
         time.sleep(1.0 + 0.25 + 1.0)  # idle_after, a tick, and the send
         live = [json.loads(r.value) for c in channels for r in settle(kafka_bootstrap, f"{prefix}.{c}", quiet=3)]
+        sizes = wait_for(lambda: cluster_sizes(worker), timeout=30, interval=0.2, what="cluster-wide sizes")
+    # A consumer that starts after the run learns every current member from the memberships topic.
+    members = current_members(deployment)
+    changes, _ = replay(lines, until=caught_up)
+    expected_members = replayed_members(changes)
+    assert members == expected_members
+    assert sizes == dict(sorted(Counter(segment for _, segment in expected_members).items()))
+    exported = segmenter(deployment, "members", "cart_abandoner", "--format", "csv").splitlines()
+    assert exported[0].startswith("customer_id,segment,since")
+    assert sorted(line.split(",")[0] for line in exported[1:]) == sorted(
+        c for c, s in expected_members if s == "cart_abandoner")
     expected = replay_activations(lines, caught_up)
 
     def keyed(activations: list[dict[str, object]]) -> dict[tuple[str, str], dict[str, object]]:

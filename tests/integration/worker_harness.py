@@ -75,6 +75,8 @@ class Deployment:
             "SEGMENTER_PROFILES_TOPIC": self.topics[2],
             "SEGMENTER_CHANGES_TOPIC": self.changes,
             "SEGMENTER_DEAD_LETTER_TOPIC": self.dead_letter,
+            "SEGMENTER_MEMBERSHIPS_TOPIC": f"{self.prefix}-memberships",
+            "SEGMENTER_ACTIVATION_TOPIC_PREFIX": f"{self.prefix}-act",
             "SEGMENTER_WEB_TOKEN": self.token,
             **self.extra,
         })

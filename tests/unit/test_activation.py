@@ -137,3 +137,31 @@ def test_no_consent_no_activation_and_the_suppression_is_counted() -> None:
     shopper.abandon(hours(10))
     assert shopper.until(hours(11)) == []
     assert shopper.engine.stats.activations["consent", "cart_abandoner", "push"] == 1
+
+
+def test_a_membership_is_a_record_on_entry_and_a_tombstone_on_exit() -> None:
+    from streams.model import memberships
+    from streams.model.changes import Consent, make
+
+    change = make("c1", "cart_abandoner", 1, START, {"cart_items": 1}, Consent(), 1, 0, "1")
+    key, value = memberships.record(change)
+    assert key == b'["c1","cart_abandoner"]'
+    assert value is not None and memberships.decode(value).since == change.at
+    gone = make("c1", "cart_abandoner", 2, START + 1, {}, Consent(), 1, 0, "1")
+    assert memberships.record(gone) == (key, None)
+
+
+def test_the_backtest_counts_what_each_policy_saved_and_the_re_activations() -> None:
+    from streams.offline.backtest import Activations
+
+    report = Activations()
+    shopper = Shopper()
+    for day in (0, 1, 2, 7):
+        cart_cycle(shopper, days(day) + hours(10))
+    for activation in shopper.until(days(8)):
+        report.add(activation)
+    report.counts.update(shopper.engine.stats.activations)
+    assert report.sent["sms", "sms_cart_recovery"] == 3
+    assert report.reactivated(("sms", "sms_cart_recovery")) == 1.0
+    table = report.table()
+    assert "sms_cart_recovery" in table and "cap" in table
