@@ -16,7 +16,7 @@ from pathlib import Path
 import msgspec
 from aiokafka.admin import AIOKafkaAdminClient
 from histories import ROOT, create_topics, feed, history, replay
-from worker_harness import Deployment, WorkerProcess, running, settle, wait_for
+from worker_harness import Deployment, WorkerProcess, read_all, running, settle, wait_for
 
 from streams.engine import Engine
 from streams.live.preview import read_compacted
@@ -120,3 +120,43 @@ def test_activations_and_memberships_are_what_replay_gives(
     actions = {(str(a["channel"]), str(a["action"])) for a in want.values()}
     assert ("sms", "send") in actions and ("push", "send") in actions
     assert len(want) > 20
+
+
+def night_zone(now: float) -> str:
+    """A fixed-offset zone in which it is 23:00-ish now: inside the SMS quiet hours."""
+    hour = datetime.fromtimestamp(now, UTC).hour
+    offset = (23 - hour + 12) % 24 - 12  # in -12..+11
+    return "Etc/GMT" + (f"{-offset:+d}" if offset else "")  # Etc/GMT-2 is UTC+2
+
+
+def test_a_consent_withdrawn_while_the_text_is_held_cancels_it_on_the_channel_topic(
+        kafka_bootstrap: str, tmp_path: Path) -> None:
+    deployment = Deployment(kafka_bootstrap, tmp_path)
+    topic = f"{deployment.prefix}-act.sms"
+    create_topics(deployment)
+    worker = WorkerProcess(deployment)
+    now = time.time()
+    zone = night_zone(now)
+
+    def at(seconds_ago: float) -> str:
+        return datetime.fromtimestamp(now - seconds_ago, UTC).isoformat().replace("+00:00", "Z")
+
+    def event(event_id: str, type_: str, seconds_ago: float, **properties: object) -> bytes:
+        return json.dumps({"event_id": event_id, "type": type_, "customer_id": "night-1", "ts": at(seconds_ago),
+                           "properties": properties}).encode()
+
+    def sms() -> list[dict[str, object]]:
+        return [json.loads(r.value) for r in read_all(kafka_bootstrap, topic)]
+
+    with running(worker):
+        feed(deployment, [event("n1", "profile_updated", 40 * 60, traits={"timezone": zone}),
+                          event("n2", "consent_updated", 40 * 60, sms=True),
+                          event("n3", "add_to_cart", 31 * 60, sku="A", price=9.0)])
+        [held] = wait_for(sms, timeout=30, interval=0.2, what="the held text")
+        assert held["action"] == "send" and parse_instant(str(held["send_at"])) > parse_instant(str(held["at"]))
+        feed(deployment, [event("n4", "consent_updated", 0, sms=False)])
+        cancel = wait_for(lambda: [a for a in sms() if a["action"] == "cancel"], timeout=30, interval=0.2,
+                          what="the cancel")
+    assert cancel == [{**held, "action": "cancel", "at": cancel[0]["at"], "reason": cancel[0]["reason"],
+                       "consent": cancel[0]["consent"]}]
+    assert parse_instant(str(cancel[0]["at"])) < parse_instant(str(held["send_at"]))
