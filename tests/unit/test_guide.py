@@ -162,17 +162,22 @@ def test_rule_errors_stop_the_tests_with_the_errors(tmp_path: Path) -> None:
 # --- every example in the guide --------------------------------------------------------------------
 
 
-def test_every_block_in_the_guide_is_marked() -> None:
-    unmarked = [f"docs/rules.md:{b.line} ({b.lang or 'no language'})" for b in blocks(GUIDE.read_text())
+GUIDES = [GUIDE, ROOT / "docs" / "activation.md"]
+
+
+@pytest.mark.parametrize("guide", GUIDES, ids=lambda p: p.name)
+def test_every_block_in_the_guide_is_marked(guide: Path) -> None:
+    unmarked = [f"docs/{guide.name}:{b.line} ({b.lang or 'no language'})" for b in blocks(guide.read_text())
                 if b.action is None]
     assert not unmarked, "blocks without a <!-- test: ... --> marker: " + ", ".join(unmarked)
 
 
-def test_the_guide_runs_as_written(tmp_path: Path) -> None:
+@pytest.mark.parametrize("guide", GUIDES, ids=lambda p: p.name)
+def test_the_guide_runs_as_written(guide: Path, tmp_path: Path) -> None:
     copy_rules(tmp_path)
     output: str | None = None
-    for block in blocks(GUIDE.read_text()):
-        where = f"docs/rules.md:{block.line}"
+    for block in blocks(guide.read_text()):
+        where = f"docs/{guide.name}:{block.line}"
         action = block.action or ""
         if action == "skip":
             continue
