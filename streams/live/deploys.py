@@ -70,7 +70,7 @@ async def _read_to_end(consumer: AIOKafkaConsumer, tp: TopicPartition) -> list[t
     while await consumer.position(tp) < end:
         for records in (await consumer.getmany(tp, timeout_ms=500)).values():
             for record in records:
-                found.pop(record.key.decode() if record.key else "", None)
+                found.pop(record.key.decode(errors="replace") if record.key else "", None)
                 if record.value is not None:
                     deployment = _decode(record.value, record.offset)
                     if deployment is not None:

@@ -88,7 +88,7 @@ async def read_compacted(settings: WorkerSettings, topic: str) -> dict[str, byte
         while left:
             for _tp, records in (await consumer.getmany(*left, timeout_ms=1000)).items():
                 for record in records:
-                    key = record.key.decode() if record.key else ""
+                    key = record.key.decode(errors="replace") if record.key else ""
                     if record.value is None:
                         values.pop(key, None)
                     else:

@@ -43,6 +43,12 @@ class Deployment(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     preview: dict[str, dict[str, int]] = {}
     """segment -> {"entered": n, "exited": n}: what the deploy expected the switch to send."""
 
+    def __post_init__(self) -> None:
+        try:
+            parse_instant(self.effective_at)
+        except ValueError as exc:  # a decode turns this into a ValidationError naming the record
+            raise ValueError(f"effective_at: {exc}") from None
+
     @property
     def at(self) -> Instant:
         return parse_instant(self.effective_at)
@@ -82,7 +88,7 @@ def compile_pack(deployment: Deployment) -> RulePack:
 
 def schedule(deployments: Iterable[Deployment]) -> list[Scheduled]:
     """The deployments compiled, in the order they go live (by instant, then as given)."""
-    compiled = [Scheduled(d.at, compile_pack(d), d.id) for d in deployments]
+    compiled = [Scheduled(d.at, pack, d.id) for d in deployments for pack in [compile_pack(d)]]
     return sorted(compiled, key=lambda s: s.at)
 
 
@@ -100,7 +106,11 @@ def encode(deployment: Deployment) -> bytes:
 
 def read_file(path: str | Path) -> list[Deployment]:
     """A JSON-lines file of deployments (as ``rules history --json`` prints them)."""
-    return decode_lines(Path(path).read_text(encoding="utf-8"), str(path))
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SegmenterError(f"{path}: cannot read the deployments: {exc}") from None
+    return decode_lines(text, str(path))
 
 
 def decode_lines(text: str, name: str = "<deployments>") -> list[Deployment]:

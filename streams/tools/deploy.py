@@ -44,7 +44,7 @@ LEAD = 30.0
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dir", help="rules folder of the pack to put live")
     when = parser.add_mutually_exclusive_group()
-    when.add_argument("--effective-at", metavar="TS", help="instant of event time it goes live (ISO 8601); "
+    when.add_argument("--effective-at", type=_instant, metavar="TS", help="instant of event time it goes live (ISO 8601); "
                       f"default: {LEAD:.0f} s after the later of now and the partitions' clocks")
     when.add_argument("--in", dest="lead", type=float, default=LEAD, metavar="SECONDS",
                       help=f"go live this many seconds from now (default {LEAD:.0f})")
@@ -58,6 +58,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-large", action="store_true", help="go ahead past --max-share")
     parser.add_argument("--partial-history", action="store_true",
                         help="go ahead when a new window reaches further back than the input topics retain")
+
+
+def _instant(text: str) -> Instant:
+    try:
+        return parse_instant(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time with an offset: {exc}") from None
 
 
 def problems(directory: str) -> tuple[RulePack | None, list[str]]:
@@ -125,7 +132,7 @@ async def _deploy(args: argparse.Namespace, settings: WorkerSettings, out: TextI
         return 1
     now = from_datetime(datetime.now(UTC))
     if args.effective_at:
-        at = parse_instant(args.effective_at)
+        at = args.effective_at
     else:
         clocks = await preview.read_compacted(settings, preview.changelog(settings, "progress"))
         latest = max([now, *(int(v) for k, v in clocks.items() if k.startswith("clock#"))])

@@ -251,3 +251,24 @@ def test_a_new_trait_is_filled_from_history_with_its_latest_value(tmp_path: Path
         live.prefill(decoded.customer_id or "", decoded)
     assert [(c.customer_id, c.segment, c.change) for c in live.finish(START + SWITCH)
             if c.segment == "gold"] == expected
+
+
+def test_a_deployment_that_cannot_be_used_is_refused_with_what_is_wrong(tmp_path: Path) -> None:
+    from streams.errors import SegmenterError
+
+    good = deployments.of_folder(DEFAULT_RULES, START)
+    bad_time = tmp_path / "bad-time.jsonl"
+    bad_time.write_bytes(deployments.encode(good).replace(good.effective_at.encode(), b"yesterday") + b"\n")
+    with pytest.raises(SegmenterError, match=r"bad-time\.jsonl:1: .*effective_at"):
+        deployments.read_file(bad_time)
+    with pytest.raises(SegmenterError, match="cannot read"):
+        deployments.read_file(tmp_path / "missing.jsonl")
+    tampered = deployments.Deployment(**{**{f: getattr(good, f) for f in good.__struct_fields__},
+                                         "files": {**good.files, "extra.toml": 'name = "x"'}})
+    with pytest.raises(SegmenterError, match="do not match its digest"):
+        deployments.compile_pack(tampered)
+    escaping = {"../pack.toml": "", **good.files}
+    sneaky = deployments.Deployment(**{**{f: getattr(good, f) for f in good.__struct_fields__},
+                                       "files": escaping, "digest": deployments.digest_of(escaping)})
+    with pytest.raises(SegmenterError, match="not a rule file name"):
+        deployments.compile_pack(sneaky)
