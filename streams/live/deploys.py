@@ -6,14 +6,13 @@ pack as the ``initial`` deployment when it finds none; then it follows the topic
 deployed while it runs goes live without a restart, and a worker that joins later runs the
 same history of packs (:class:`Follower`).
 
-A pending pack that adds a window needs the events before it was known: :func:`read_history`
-reads a worker's partitions of the input topics from their beginning up to what was applied,
-for the engines to count them (:meth:`streams.engine.Engine.prefill`).
+A pending pack that adds a window needs the events before it was known:
+:func:`streams.live.readers.read_history` brings them back for the engines to count
+(:meth:`streams.engine.Engine.prefill`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
@@ -22,17 +21,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import TopicPartition
 
+from streams.live.readers import reader
 from streams.live.settings import WorkerSettings
 from streams.rules import deployments
 from streams.rules.deployments import INITIAL, Deployment
 
 log = logging.getLogger("segmenter.deploys")
-
-
-def _consumer(settings: WorkerSettings, **options: Any) -> AIOKafkaConsumer:
-    return AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
-                            enable_auto_commit=False, auto_offset_reset="earliest",
-                            isolation_level="read_committed", **options, **settings.kafka_security())
 
 
 async def ensure_topic(settings: WorkerSettings) -> None:
@@ -54,7 +48,7 @@ def deployments_topic(settings: WorkerSettings) -> NewTopic:
 async def read_all(settings: WorkerSettings) -> list[Deployment]:
     """Every deployment on the topic (the latest record of each id), in the order they were made."""
     await ensure_topic(settings)
-    consumer = _consumer(settings)
+    consumer = reader(settings)
     await consumer.start()
     try:
         return [d for d, _ in await _read_to_end(consumer, TopicPartition(settings.deployments_topic, 0))]
@@ -122,7 +116,7 @@ class Follower:
         self.tp = TopicPartition(settings.deployments_topic, 0)
 
     async def follow(self) -> AsyncIterator[Deployment]:
-        consumer = _consumer(self.settings)
+        consumer = reader(self.settings)
         await consumer.start()
         try:
             consumer.assign([self.tp])
@@ -138,29 +132,3 @@ class Follower:
                             yield deployment
         finally:
             await consumer.stop()
-
-
-async def read_history(settings: WorkerSettings, until: dict[tuple[str, int], int]
-                       ) -> AsyncIterator[tuple[str, int, bytes]]:
-    """(topic, partition, value) of every message from the beginning of each topic partition
-    up to the offset ``until`` gives for it, included."""
-    wanted = {TopicPartition(t, p): offset for (t, p), offset in until.items() if offset >= 0}
-    if not wanted:
-        return
-    consumer = _consumer(settings, max_poll_records=5000)
-    await consumer.start()
-    try:
-        consumer.assign(list(wanted))
-        await consumer.seek_to_beginning(*wanted)
-        left = dict(wanted)
-        while left:
-            for tp, records in (await consumer.getmany(*left, timeout_ms=1000)).items():
-                for record in records:
-                    if record.offset <= wanted[tp] and record.value is not None:
-                        yield tp.topic, tp.partition, record.value
-                if (records and records[-1].offset >= wanted[tp]) or await consumer.position(tp) > wanted[tp]:
-                    left.pop(tp, None)
-                    consumer.pause(tp)
-            await asyncio.sleep(0)
-    finally:
-        await consumer.stop()

@@ -11,9 +11,9 @@ import asyncio
 import logging
 from collections import Counter
 
-from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
+from streams.live.readers import reader
 from streams.live.settings import WorkerSettings
 from streams.model.memberships import decode
 
@@ -46,9 +46,7 @@ class ClusterSizes:
 
     async def follow(self) -> None:
         s = self.settings
-        consumer = AIOKafkaConsumer(bootstrap_servers=s.bootstrap_servers, group_id=None, enable_auto_commit=False,
-                                    auto_offset_reset="earliest", isolation_level="read_committed",
-                                    **s.kafka_security())
+        consumer = reader(s)
         await consumer.start()
         try:
             tps = [TopicPartition(s.memberships_topic, p) for p in range(s.partitions)]

@@ -37,13 +37,14 @@ class Outbox:
     """The records a batch produced, until the producer has them; then their sends, until a
     commit takes them."""
 
-    def __init__(self, settings: WorkerSettings, metrics: Metrics) -> None:
+    def __init__(self, settings: WorkerSettings, metrics: Metrics,
+                 activations: Callable[[], list[Activation]] | None = None) -> None:
         self.settings = settings
         self.metrics = metrics
         self.records: list[tuple[str, bytes | None, bytes | None, Headers | None]] = []
         self.in_flight: list[asyncio.Future[Any]] = []
-        self.sources: list[Callable[[], list[Activation]]] = []
-        """Where activations come from (the engines); taken before each send."""
+        self.activations = activations
+        """Where activations come from (the engines): taken before each send."""
 
     def change(self, change: SegmentChange) -> None:
         value = encode_change(change)
@@ -85,8 +86,8 @@ class Outbox:
 
     async def send(self, producer: AIOKafkaProducer) -> None:
         """Hand the records to the producer, which batches them per partition; don't wait."""
-        for source in self.sources:
-            for activation in source():
+        if self.activations is not None:
+            for activation in self.activations():
                 self.activation(activation)
         for topic, key, value, headers in self.records:
             self.in_flight.append(await producer.send(topic, value, key=key, headers=headers))

@@ -14,14 +14,13 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
 from streams.engine import Engine
 from streams.engine.customer import event_hash
 from streams.errors import SegmenterError
-from streams.live.deploys import read_history
+from streams.live.readers import read_compacted, read_history, reader
 from streams.live.settings import WorkerSettings
 from streams.model import state as state_codec
 from streams.model.changes import ENTERED, SegmentChange
@@ -66,43 +65,9 @@ def changelog(settings: WorkerSettings, table: str) -> str:
     return f"{settings.app_id}-{table}-changelog"
 
 
-async def read_compacted(settings: WorkerSettings, topic: str) -> dict[str, bytes]:
-    """The latest value of every key of a topic (all partitions), tombstones applied."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
-                                enable_auto_commit=False, auto_offset_reset="earliest",
-                                isolation_level="read_committed", **settings.kafka_security())
-    await consumer.start()
-    try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        if not partitions:
-            await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        if not tps:
-            return {}
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        values: dict[str, bytes] = {}
-        left = {tp for tp in tps if ends[tp] > 0}
-        while left:
-            for _tp, records in (await consumer.getmany(*left, timeout_ms=1000)).items():
-                for record in records:
-                    key = record.key.decode(errors="replace") if record.key else ""
-                    if record.value is None:
-                        values.pop(key, None)
-                    else:
-                        values[key] = record.value
-            left = {tp for tp in left if await consumer.position(tp) < ends[tp]}
-        return values
-    finally:
-        await consumer.stop()
-
-
 async def history_reach(settings: WorkerSettings) -> Reach:
     """The earliest event time on input partitions whose oldest messages are deleted."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
-                                enable_auto_commit=False, **settings.kafka_security())
+    consumer = reader(settings)
     await require_inputs(settings)
     await consumer.start()
     try:
@@ -176,8 +141,7 @@ async def preview(settings: WorkerSettings, live: RulePack, new: Scheduled) -> P
 
 async def _all_input(settings: WorkerSettings) -> AsyncIterator[bytes]:
     """Every message of the input topics, up to their ends now."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
-                                enable_auto_commit=False, **settings.kafka_security())
+    consumer = reader(settings)
     await consumer.start()
     try:
         tps = [TopicPartition(t, p) for t in settings.input_topics for p in range(settings.partitions)]

@@ -3,7 +3,7 @@
 A deployment read from the topic is compiled and handed to every engine: it goes live on each
 partition at its instant (or at once, where the clock has passed it; logged and counted). When
 the new pack keeps a window the live one does not, the engines start keeping it at once, and
-the events applied before come back from the input topics (:func:`streams.live.deploys.read_history`):
+the events applied before come back from the input topics (:func:`streams.live.readers.read_history`):
 per partition once, recorded in ``progress`` with the records it filled, so a restart or a
 new owner neither skips nor repeats it.
 """
@@ -20,10 +20,11 @@ from aiokafka import AIOKafkaProducer
 
 from streams.errors import SegmenterError
 from streams.live.checkpoint import Offsets
-from streams.live.deploys import Follower, history_at_start, read_history
+from streams.live.deploys import Follower, history_at_start
 from streams.live.metrics import Metrics
 from streams.live.outbox import Outbox
 from streams.live.partitions import Partitions
+from streams.live.readers import read_history
 from streams.live.settings import WorkerSettings
 from streams.live.topics import ensure_activation_topics
 from streams.rules import deployments
@@ -42,7 +43,6 @@ class Rollout:
         self.outbox = outbox
         self.metrics = metrics
         self.follower = Follower(settings, ())
-        outbox.sources.append(partitions.take_activations)  # each send takes the engines' activations
 
     async def read_known(self) -> None:
         """Before the worker starts: the deployments so far (:func:`streams.live.deploys.history_at_start`)."""

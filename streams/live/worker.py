@@ -72,7 +72,7 @@ class Worker:
         self.offsets = Offsets()
         self.partitions = Partitions(self.app, self.tables, settings, pack, self.offsets)
         self.progress = ReadProgress(self.offsets)
-        self.outbox = Outbox(settings, self.metrics)
+        self.outbox = Outbox(settings, self.metrics, activations=self.partitions.take_activations)
         self.rollout = Rollout(settings, self.partitions, self.offsets, self.outbox, self.metrics)
         self.identity = Identity(self.partitions.partition_of, self.outbox, self.metrics,
                                  monotonic=self.clocks.monotonic, wait=settings.handoff_wait)

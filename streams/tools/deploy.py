@@ -14,13 +14,13 @@ import argparse
 import asyncio
 import io
 import sys
-import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TextIO
 
 from streams.engine.switch import Switch, new_windows
 from streams.live import deploys, preview
+from streams.live.readers import read_compacted
 from streams.live.settings import WorkerSettings
 from streams.model.clock import (
     SECOND,
@@ -134,7 +134,7 @@ async def _deploy(args: argparse.Namespace, settings: WorkerSettings, out: TextI
     if args.effective_at:
         at = args.effective_at
     else:
-        clocks = await preview.read_compacted(settings, preview.changelog(settings, "progress"))
+        clocks = await read_compacted(settings, preview.changelog(settings, "progress"))
         latest = max([now, *(int(v) for k, v in clocks.items() if k.startswith("clock#"))])
         at = latest + int(args.lead * SECOND)
     if live_at is not None and at <= live_at:
@@ -210,5 +210,5 @@ def history(settings: WorkerSettings, as_json: bool, out: TextIO | None = None) 
                            for s, c in deployment.preview.items()) or "-"
         print(f"{deployment.effective_at:22} {deployment.pack_version:14} {deployment.by or '-':12} {effect}"
               f"{'  (' + deployment.note + ')' if deployment.note else ''}", file=out)
-    print(f"(at {format_instant(from_datetime(datetime.fromtimestamp(time.time(), UTC)))})", file=out)
+    print(f"(at {format_instant(from_datetime(datetime.now(UTC)))})", file=out)
     return 0

@@ -14,7 +14,7 @@ from typing import TextIO
 
 import msgspec
 
-from streams.live.preview import read_compacted
+from streams.live.readers import read_compacted
 from streams.live.settings import WorkerSettings
 from streams.model.memberships import Membership, decode
 

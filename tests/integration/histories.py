@@ -7,6 +7,7 @@ import asyncio
 import json
 import shutil
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import msgspec
@@ -55,6 +56,13 @@ def history(customers: int = 250, days: float = 10, seed: int = 11, noise: bool 
         return b'"customer_id":"' in line and b'"type":"identify"' not in line
 
     return [line for line in lines if customers_own(line)]
+
+
+def recent_history(seed: int) -> list[bytes]:
+    """:func:`history` over ten days that ended three days ago: some deadlines after each
+    partition's last event are due by the time a worker catches up, others not yet."""
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=13)
+    return history(seed=seed, start=start.isoformat().replace("+00:00", "Z"))
 
 
 def replay(lines: list[bytes], until: Instant | None = None, rules: Path = ROOT / "rules",

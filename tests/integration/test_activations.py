@@ -10,16 +10,16 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
 from aiokafka.admin import AIOKafkaAdminClient
-from histories import ROOT, create_topics, feed, history, replay
+from histories import ROOT, create_topics, feed, recent_history, replay
 from worker_harness import Deployment, WorkerProcess, read_all, running, settle, wait_for
 
 from streams.engine import Engine
-from streams.live.preview import read_compacted
+from streams.live.readers import read_compacted
 from streams.live.settings import load as load_settings
 from streams.model.clock import SECOND, parse_instant
 from streams.model.events import BadEvent
@@ -83,8 +83,7 @@ def topics(bootstrap: str) -> set[str]:
 
 def test_activations_and_memberships_are_what_replay_gives(
         kafka_bootstrap: str, tmp_path: Path) -> None:
-    start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=13)
-    lines = history(seed=41, start=start.isoformat().replace("+00:00", "Z"))
+    lines = recent_history(seed=41)
     deployment = Deployment(kafka_bootstrap, tmp_path)
     prefix = f"{deployment.prefix}-act"  # the harness's SEGMENTER_ACTIVATION_TOPIC_PREFIX
     channels = sorted(load_pack(ROOT / "rules").activation.channels)

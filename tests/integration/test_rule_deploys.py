@@ -9,41 +9,14 @@ import shutil
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from histories import ROOT, changes_of, create_topics, feed, history, replay, same
+from histories import ROOT, changes_of, create_topics, feed, recent_history, replay, same
 from worker_harness import Deployment, WorkerProcess, running, wait_for
 
 from streams.model.clock import format_instant, parse_instant
 from streams.rules import deployments
-
-NEW_SEGMENT = '''name = "pricing_lurker"
-version = 1
-description = "Two or more views of the pricing page in the last 7 days."
-when = "windows.pricing_views_7d_new >= 2"
-'''
-NEW_WINDOW = '''
-[windows.pricing_views_7d_new]
-description = "pricing page views in the last 7 days (a window v1 does not keep)"
-events = ["page_view"]
-where = 'page_type == "pricing"'
-over = "7d"
-'''
-
-
-def pack_v2(tmp_path: Path) -> Path:
-    """v1 less one segment, one rule changed, one new segment over a new 7-day window."""
-    folder = tmp_path / "rules-v2"
-    shutil.copytree(ROOT / "rules", folder, ignore=shutil.ignore_patterns("tests", "templates"))
-    (folder / "electronics_affinity.toml").unlink()
-    repeat = folder / "repeat_customer.toml"
-    repeat.write_text(repeat.read_text().replace("version = 1", "version = 2")
-                      .replace('when = "orders >= 2"', 'when = "orders >= 3"'))
-    (folder / "pricing_lurker.toml").write_text(NEW_SEGMENT)
-    pack = folder / "pack.toml"
-    pack.write_text(pack.read_text().replace('version = "1"', 'version = "2"') + NEW_WINDOW)
-    return folder
+from tests.packs import NEW_SEGMENT, pack_v2
 
 
 def segmenter(deployment: Deployment, *args: str, fails: bool = False) -> str:
@@ -78,8 +51,7 @@ def switch_changes(changes: list[dict[str, object]], at: int) -> dict[str, tuple
 
 def test_a_pack_deployed_on_running_workers_gives_replays_output_and_a_rollback_too(
         kafka_bootstrap: str, tmp_path: Path) -> None:
-    start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=13)
-    lines = history(seed=31, start=start.isoformat().replace("+00:00", "Z"))
+    lines = recent_history(seed=31)
     deployment = Deployment(kafka_bootstrap, tmp_path)
     create_topics(deployment)
     feed(deployment, lines)

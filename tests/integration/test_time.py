@@ -11,7 +11,6 @@ import asyncio
 import json
 import re
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
@@ -22,6 +21,7 @@ from histories import (
     history,
     last_event_time,
     quick_rules,
+    recent_history,
     replay,
     same,
 )
@@ -35,8 +35,7 @@ def test_a_backfill_gives_what_replay_gives_until_the_moment_the_worker_caught_u
     # Ten days that ended three days ago: some deadlines after each partition's last event are
     # due by the time the worker catches up (carts abandoned, visitors no longer new), others
     # not yet (customers lapsing after 90 days).
-    start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=13)
-    lines = history(seed=21, start=start.isoformat().replace("+00:00", "Z"))
+    lines = recent_history(seed=21)
     deployment = Deployment(kafka_bootstrap, tmp_path)
     create_topics(deployment)
     feed(deployment, lines)

@@ -14,37 +14,10 @@ from streams.model.events import BadEvent, decode
 from streams.rules import deployments
 from streams.rules.deployments import Scheduled
 from streams.rules.load import load_pack
+from tests.packs import pack_v2
 from tests.unit.scenario import DEFAULT_RULES, START, days, event, hours, iso, minutes
 
 pytestmark = pytest.mark.unit
-
-NEW_SEGMENT = '''name = "pricing_lurker"
-version = 1
-description = "Two pricing views in the last 7 days."
-when = "windows.pricing_views_7d_new >= 2"
-'''
-NEW_WINDOW = '''
-[windows.pricing_views_7d_new]
-events = ["page_view"]
-where = 'page_type == "pricing"'
-over = "7d"
-'''
-
-
-def pack_v2(tmp_path: Path) -> Path:
-    """v1 (the default pack) less electronics_affinity, repeat_customer at 3 orders, and a new
-    segment over a new 7-day window."""
-    folder = tmp_path / "v2"
-    shutil.copytree(DEFAULT_RULES, folder, ignore=shutil.ignore_patterns("tests", "templates"))
-    (folder / "electronics_affinity.toml").unlink()
-    repeat = folder / "repeat_customer.toml"
-    repeat.write_text(repeat.read_text().replace('version = 1', 'version = 2')
-                      .replace('when = "orders >= 2"', 'when = "orders >= 3"'))
-    (folder / "pricing_lurker.toml").write_text(NEW_SEGMENT)
-    pack_toml = folder / "pack.toml"
-    pack_toml.write_text(pack_toml.read_text().replace('version = "1"', 'version = "2"') + NEW_WINDOW)
-    return folder
-
 
 def scheduled(folder: Path, at: int) -> Scheduled:
     return deployments.schedule([deployments.of_folder(folder, at)])[0]
