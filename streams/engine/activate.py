@@ -3,8 +3,8 @@
 Everything is decided in event time, from the customer's record alone, so replay and the
 worker give the same activations. For an ``entered`` change of a segment feeding a channel, in
 this order: consent on the channel at the change, priority (not while in a higher segment of
-its group), the segment's cool-down (since its latest activation), the channel's cap (sends
-within its period), then quiet hours in the customer's time zone, which hold the message (its
+its group), once per value of the segment's ``once_per`` field (one text per cart), the
+segment's cool-down (since its latest activation), the channel's cap (sends within its period), then quiet hours in the customer's time zone, which hold the message (its
 ``send_at``) rather than drop it. An ``exited`` change, a consent withdrawn, a higher segment of
 the group entered or an erasure cancels what is still held. Each suppression is counted by
 policy, segment and channel.
@@ -25,6 +25,10 @@ from streams.model.state import CustomerState
 from streams.rules.activation import ActivationSettings as Settings
 from streams.rules.activation import Channel, QuietHours
 from streams.rules.pack import RulePack
+
+POLICIES = ("consent", "priority", "once_per", "cooldown", "cap")
+"""The policies that suppress an activation, in the order they are checked: the first that
+says no is the one counted."""
 
 Counts = Counter[tuple[str, str, str]]
 """(policy, segment, channel) -> suppressions; ("held", segment, channel) -> holds."""
@@ -72,13 +76,20 @@ def _entered(settings: Settings, key: str, state: CustomerState, change: Segment
     cooldown = settings.cooldowns.get(segment)
     last = state.activated.get(segment)
     cooling = cooldown is not None and last is not None and now - last < cooldown
+    once = settings.once_per.get(segment)
+    value = once.get(state) if once is not None else None
+    again = once is not None and segment in state.activated_on and state.activated_on[segment] == value
     activated = False
+    prior = [last, [state.activated_on[segment]] if segment in state.activated_on else None]
+    held_now: list[list[Any]] = []
     for channel in channels:
         policy = None
         if channel.consent is not None and not _consented(state, channel):
             policy = "consent"
         elif higher is not None:
             policy = "priority"
+        elif again:
+            policy = "once_per"
         elif cooling:
             policy = "cooldown"
         elif channel.cap is not None and _sends_within(state, channel, now) >= channel.cap.count:
@@ -101,10 +112,16 @@ def _entered(settings: Settings, key: str, state: CustomerState, change: Segment
         else:
             del sends[:-1]
         if send_at > now:
-            state.held.append([ident, channel.name, segment, send_at, change.change_id])
+            held_now.append([ident, channel.name, segment, send_at, change.change_id])
+        else:
+            prior = [-1, None]  # one went out: cancelling the others does not undo the activation
         activated = True
+    for held in held_now:
+        state.held.append(held + prior)
     if activated:
         state.activated[segment] = now
+        if once is not None:
+            state.activated_on[segment] = value
         if group:  # a lower segment of the group held: this one wins
             lower = set(group[rank + 1:])
             _cancel(state, out, now, key, lambda h: h[2] in lower, f"{segment} has priority")
@@ -138,9 +155,30 @@ def _cancel(state: CustomerState, out: list[Activation], now: Instant, key: str,
     keep = []
     for held in state.held:
         if which(held):
-            ident, channel, segment, send_at, change_id = held
+            ident, channel, segment, send_at, change_id = held[:5]
             out.append(Activation(ident, CANCEL, channel, key, segment, change_id, format_instant(now),
                                   format_instant(send_at), {"cancelled": why}, consent_of(state)))
+            _never_sent(state, held)
         else:
             keep.append(held)
     state.held = keep
+
+
+def _never_sent(state: CustomerState, held: list[Any]) -> None:
+    """A cancelled message did not reach the customer: it counts for no cap, and unless another
+    channel sent that activation, for no cool-down or ``once_per`` either."""
+    channel, segment, send_at = held[1], held[2], held[3]
+    sends = state.sent.get(channel)
+    if sends and send_at in sends:
+        sends.remove(send_at)
+    if len(held) < 7 or held[5] == -1:
+        return
+    prior_at, prior_once = held[5], held[6]
+    if prior_at is None:
+        state.activated.pop(segment, None)
+    else:
+        state.activated[segment] = prior_at
+    if prior_once is None:
+        state.activated_on.pop(segment, None)
+    else:
+        state.activated_on[segment] = prior_once[0]

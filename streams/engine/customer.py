@@ -176,6 +176,9 @@ def merge(pack: RulePack, state: CustomerState, other: CustomerState, other_key:
     state.first_seen = _min(state.first_seen, other.first_seen)
     state.last_seen = _max(state.last_seen, other.last_seen)
     state.events += other.events
+    if other.cart:
+        state.cart_started_at = other.cart_started_at if not state.cart else _min(
+            state.cart_started_at, other.cart_started_at)
     for sku, (quantity, price) in other.cart.items():
         line = state.cart.get(sku)
         if line is None:
@@ -302,6 +305,8 @@ def _update_common(state: CustomerState, event: Envelope, ts: Instant) -> bool:
 def _add_to_cart(state: CustomerState, event: Any, ts: Instant) -> None:
     props = event.properties
     line = state.cart.get(props.sku)
+    if not state.cart:
+        state.cart_started_at = ts
     if line is None:
         state.cart[props.sku] = [props.quantity, props.price]
     else:

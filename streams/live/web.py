@@ -32,7 +32,7 @@ from streams.live.settings import WorkerSettings
 from streams.model.clock import format_instant
 
 TIME_FIELDS = ("clock", "first_seen", "last_seen", "last_cart_activity", "last_checkout_at",
-               "first_order_at", "last_order_at", "deadline", "consent_at", "traits_at")
+               "first_order_at", "last_order_at", "deadline", "consent_at", "traits_at", "cart_started_at")
 """A record's instants, served as ISO 8601 text."""
 
 

@@ -74,6 +74,10 @@ class CustomerState(msgspec.Struct, array_like=True, omit_defaults=True, gc=Fals
     """channel -> send times of its latest activations (as many as its cap counts)."""
     held: list[list[Any]] = msgspec.field(default_factory=list)
     """Activations not gone out yet: [activation_id, channel, segment, send_at, change_id]."""
+    cart_started_at: Instant | None = None
+    """Time of the add_to_cart that put an item into an empty cart: which cart this is."""
+    activated_on: dict[str, Any] = msgspec.field(default_factory=dict)
+    """segment -> the value of its ``once_per`` field at its latest activation."""
 
     @property
     def cart_items(self) -> int:

@@ -16,12 +16,14 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 from streams.engine import Engine
+from streams.engine.activate import POLICIES
 from streams.model.activations import SEND, Activation
 from streams.model.changes import ENTERED, EXITED, SegmentChange
-from streams.model.clock import Duration, Instant, parse_instant
+from streams.model.clock import DAY, Duration, Instant, parse_instant
 from streams.model.events import BadEvent
 from streams.offline.replay import Summary, latest_accepted, run
 from streams.rules.deployments import Scheduled
@@ -259,47 +261,66 @@ def backtest(changes: Iterable[SegmentChange], segments: Iterable[str] = (), end
     return bt.report(end)
 
 
+AGAIN_WITHIN = 7 * DAY
+"""An activation "again" went to a customer who had one for the same segment this recently."""
+
+
 @dataclass
 class Activations:
-    """What the activations of a history came to, per channel and segment: messages that would
-    have gone, been held by quiet hours, been cancelled, or suppressed by each policy."""
+    """What the activations of a history came to, per channel and segment: messages that went
+    out, were held by quiet hours, were cancelled before they went, or were suppressed by each
+    policy; and how often the same customer got another one."""
 
-    sent: Counter[tuple[str, str]] = field(default_factory=Counter)
+    sends: defaultdict[tuple[str, str], dict[str, tuple[str, Instant]]] = field(
+        default_factory=lambda: defaultdict(dict))
+    """(channel, segment) -> activation_id -> (customer, send_at) of the messages not cancelled."""
     cancelled: Counter[tuple[str, str]] = field(default_factory=Counter)
-    customers: defaultdict[tuple[str, str], Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     counts: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     """(policy or "held", segment, channel) -> count, from the engine."""
 
     def add(self, activation: Activation) -> None:
         where = (activation.channel, activation.segment)
         if activation.action == SEND:
-            self.sent[where] += 1
-            self.customers[where][activation.customer_id] += 1
-        else:
+            self.sends[where][activation.activation_id] = (activation.customer_id, parse_instant(activation.send_at))
+        elif self.sends[where].pop(activation.activation_id, None) is not None:
             self.cancelled[where] += 1
 
-    def reactivated(self, where: tuple[str, str]) -> float | None:
-        """The share of the customers activated who were activated again."""
-        people = self.customers.get(where)
-        if not people:
+    def sent(self, where: tuple[str, str]) -> int:
+        return len(self.sends.get(where, ()))
+
+    def again(self, where: tuple[str, str]) -> tuple[float, float] | None:
+        """Of the messages that went out, the share that reached a customer who had had one for
+        this segment within :data:`AGAIN_WITHIN`; of the customers, the share who had 2 or more."""
+        times: defaultdict[str, list[Instant]] = defaultdict(list)
+        for customer, at in self.sends.get(where, {}).values():
+            times[customer].append(at)
+        if not times:
             return None
-        return sum(1 for n in people.values() if n > 1) / len(people)
+        soon = 0
+        for ats in times.values():
+            ats.sort()
+            soon += sum(1 for before, after in pairwise(ats) if after - before < AGAIN_WITHIN)
+        return soon / self.sent(where), sum(1 for ats in times.values() if len(ats) > 1) / len(times)
 
     def table(self) -> str:
-        rows = sorted(set(self.sent) | set(self.cancelled) | {(c, s) for _, s, c in self.counts})
+        rows = sorted({w for w, sends in self.sends.items() if sends} | set(self.cancelled)
+                      | {(c, s) for _, s, c in self.counts})
         if not rows:
             return "Activations: the pack feeds no channel.\n"
-        policies = sorted({p for p, _, _ in self.counts if p != "held"})
-        head = (f"{'channel':8} {'segment':22} {'sent':>7} {'held':>6} {'cancel':>6} {'again':>6} "
+        policies = [*POLICIES, *sorted({p for p, _, _ in self.counts} - {"held", *POLICIES})]
+        head = (f"{'channel':8} {'segment':22} {'sent':>7} {'held':>6} {'cancel':>6} {'again':>6} {'2+':>6}  "
                 + " ".join(f"{p:>9}" for p in policies))
-        lines = ["Activations (again: share of the customers activated more than once; then suppressed by policy)",
+        lines = ["Activations: sent (went out), held by quiet hours, cancelled before they went; again: share of",
+                 "those sent that reached a customer who had one for the segment in the 7 days before; 2+: share",
+                 "of the customers who had two or more; then, per policy, the activations it suppressed.",
                  head]
         for channel, segment in rows:
-            again = self.reactivated((channel, segment))
+            where = (channel, segment)
+            again = self.again(where)
+            soon, many = ("-", "-") if again is None else (f"{again[0]:.1%}", f"{again[1]:.1%}")
             lines.append(
-                f"{channel:8} {segment:22} {self.sent[channel, segment]:>7,} "
-                f"{self.counts['held', segment, channel]:>6,} {self.cancelled[channel, segment]:>6,} "
-                f"{'-' if again is None else f'{again:.1%}':>6} "
+                f"{channel:8} {segment:22} {self.sent(where):>7,} {self.counts['held', segment, channel]:>6,} "
+                f"{self.cancelled[where]:>6,} {soon:>6} {many:>6}  "
                 + " ".join(f"{self.counts[p, segment, channel]:>9,}" for p in policies))
         return "\n".join(lines) + "\n"
 

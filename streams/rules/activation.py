@@ -15,7 +15,8 @@ Declared in pack.toml::
     [priority]
     recovery = ["sms_cart_recovery", "lapsed_high_value"]   # highest first
 
-and a segment's ``cooldown = "24h"`` in its own file.
+and in a segment's own file ``cooldown = "24h"`` and ``once_per = "cart_started_at"`` (one
+activation per value of that field: one text per cart).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 from streams.model.clock import Duration, parse_duration
+from streams.rules.fields import Field
 
 CONSENT_CHANNELS = ("email", "sms", "push")
 _CAP = re.compile(r"^\s*(\d+)\s*/\s*(\S+)\s*$")
@@ -74,6 +76,8 @@ class ActivationSettings:
     """segment -> its group's segments, highest first."""
     timezone_trait: str | None = None
     timezone: str = "UTC"
+    once_per: dict[str, Field] = field(default_factory=dict)
+    """segment -> the field whose value it is activated once for."""
 
     def feeds(self, segment: str) -> list[Channel]:
         return [c for c in self.channels.values() if segment in c.segments]

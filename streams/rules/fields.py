@@ -60,6 +60,8 @@ def _state_fields() -> dict[str, Field]:
         f("cart_items", NUMBER, "quantity of items in the cart", _CART),
         f("cart_skus", NUMBER, "number of distinct skus in the cart", _CART),
         f("cart_value", NUMBER, "sum of price x quantity over the cart", _CART),
+        f("cart_started_at", TIME, "the add_to_cart that put an item into an empty cart (which cart it is)",
+          frozenset({"add_to_cart", "identify"})),
         f("last_cart_activity", TIME, "latest add_to_cart, remove_from_cart or checkout_started",
           _CART | {"checkout_started"}),
         f("last_checkout_at", TIME, "latest checkout_started", frozenset({"checkout_started", "identify"})),

@@ -105,6 +105,8 @@ class SegmentSpec(StrictFile):
     requires_consent: Literal["email", "sms", "push"] | None = None
     cooldown: str | None = None
     """No new activation for this segment within this long of the last one (docs/activation.md)."""
+    once_per: str | None = None
+    """A field: no new activation for this segment while it has the value it had at the last one."""
 
 
 @dataclass
@@ -158,6 +160,7 @@ class _Loader:
         self.directory = directory
         self.problems: list[Problem] = []
         self.cooldowns: dict[str, int] = {}
+        self.once_per: dict[str, Field] = {}
 
     def load(self) -> RulePack:
         if not self.directory.is_dir():
@@ -336,7 +339,8 @@ class _Loader:
                     problem(f"segment {segment!r} is in two priority groups", f"priority.{group}")
                 priority[segment] = rank
                 groups[segment] = ranked
-        return ActivationSettings(channels, self.cooldowns, priority, groups, settings.timezone_trait, settings.timezone)
+        return ActivationSettings(channels, self.cooldowns, priority, groups, settings.timezone_trait,
+                                  settings.timezone, self.once_per)
 
     # --- segments --------------------------------------------------------------------------
 
@@ -371,6 +375,15 @@ class _Loader:
                 except ValueError as exc:
                     self._problem(Kind.BAD_VALUE, path.name, str(exc), rule=spec.name, key="cooldown",
                                   line=source.line_of("cooldown"))
+            if spec.once_per is not None:
+                readable = {n: f for n, f in scope.fields.items() if n != "now" and n not in scope.windows}
+                once = readable.get(spec.once_per)
+                if once is None:
+                    self._problem(Kind.UNKNOWN_FIELD, path.name, f"once_per {spec.once_per!r} is not a field of "
+                                  f"the customer's record{did_you_mean(spec.once_per, readable)}",
+                                  rule=spec.name, key="once_per", line=source.line_of("once_per"))
+                else:
+                    self.once_per[spec.name] = once
             if condition is not None:
                 rules.append(Rule(spec.name, spec.version, condition, path.name, spec.description.strip(),
                                   tuple(spec.tags), spec.requires_consent, definition=when))

@@ -108,3 +108,17 @@ def test_yaml_style_surprises_cannot_happen_in_toml_literals(tmp_path: Path) -> 
 def test_validate_succeeds_on_the_default_pack(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["rules", "validate", str(DEFAULT_RULES)]) == 0
     assert "all valid" in capsys.readouterr().out
+
+
+def test_once_per_names_a_field_of_the_record(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    make_pack(tmp_path, {"abandoner.toml": (
+        'name = "abandoner"\n'
+        "version = 1\n"
+        'when = "cart_items > 0"\n'
+        'once_per = "cart_start_at"\n'
+    )})
+    assert main(["rules", "validate", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "abandoner.toml:4: rule 'abandoner'" in err
+    assert "once_per 'cart_start_at' is not a field of the customer's record" in err
+    assert "did you mean `cart_started_at`?" in err
