@@ -4,7 +4,8 @@
   marked ``integration``. Only ``integration`` tests may use the broker fixtures.
 - ``kafka_bootstrap`` (session): ``KAFKA_BOOTSTRAP_SERVERS`` when set; otherwise a broker
   started with ``scripts/kafka start`` on a test port (``SEGMENTER_TEST_KAFKA_PORT``,
-  default 19092) with its own state dir, so a developer's broker on 9092 is left alone.
+  default 19092) with its own state dir, so a developer's broker on 9092 is left alone, and
+  with topic auto-creation off, as in production.
   The session stops it at the end only if it started it. If it cannot start, the
   integration tests are skipped, except under ``CI`` (or ``SEGMENTER_REQUIRE_KAFKA=1``),
   where they fail.
@@ -81,9 +82,12 @@ def _test_broker_env(port: int) -> dict[str, str]:
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     env = dict(os.environ)
     # The developer's own broker settings must not leak into the test broker.
-    for name in ("KAFKA_CONTROLLER_PORT", "KAFKA_NUM_PARTITIONS", "KAFKA_JVM_OPTS"):
+    for name in ("KAFKA_CONTROLLER_PORT", "KAFKA_NUM_PARTITIONS", "KAFKA_JVM_OPTS", "KAFKA_AUTO_CREATE_TOPICS"):
         env.pop(name, None)
     env["KAFKA_PORT"] = str(port)
+    # As in production: a topic exists only if someone created it, so a send to a topic the
+    # worker did not create fails the test instead of creating it.
+    env["KAFKA_AUTO_CREATE_TOPICS"] = "false"
     env["SEGMENTER_KAFKA_HOME"] = str(cache / "segmenter" / f"test-{port}")
     return env
 

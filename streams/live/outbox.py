@@ -53,12 +53,7 @@ class Outbox:
         self.records.append((topic, key, value, None))
         self.records.append((self.settings.memberships_topic, *memberships.record(change), None))
         if self.settings.segment_topics:
-            self.records.append((f"{topic}.{change.segment}", key, value, None))
-        if self.settings.channel_topics:
-            consent = change.consent
-            for channel, granted in (("email", consent.email), ("sms", consent.sms), ("push", consent.push)):
-                if granted:
-                    self.records.append((f"{topic}.{channel}", key, value, None))
+            self.records.append((self.settings.segment_topic(change.segment), key, value, None))
         self.metrics.changes.labels(change.segment, change.change).inc()
 
     def activation(self, activation: Activation) -> None:

@@ -26,7 +26,7 @@ from streams.live.outbox import Outbox
 from streams.live.partitions import Partitions
 from streams.live.readers import read_history
 from streams.live.settings import WorkerSettings
-from streams.live.topics import ensure_activation_topics
+from streams.live.topics import ensure_pack_topics
 from streams.rules import deployments
 from streams.rules.deployments import Deployment, Scheduled
 from streams.rules.problems import RuleError
@@ -51,7 +51,7 @@ class Rollout:
                                              key=lambda s: s.at)
         self.follower = Follower(self.settings, known)
         packs = [self.partitions.pack, *(s.pack for s in self.partitions.deployments)]
-        await ensure_activation_topics(self.settings, (c for p in packs for c in p.activation.channels))
+        await ensure_pack_topics(self.settings, packs)
 
     def _compiled(self, deployment: Deployment) -> Scheduled | None:
         try:
@@ -82,7 +82,7 @@ class Rollout:
         scheduled = self._compiled(deployment)
         if scheduled is None:
             return
-        await ensure_activation_topics(self.settings, scheduled.pack.activation.channels)
+        await ensure_pack_topics(self.settings, [scheduled.pack])
         late = self.partitions.deploy(scheduled)
         for change in late:
             self.outbox.change(change)

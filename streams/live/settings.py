@@ -38,7 +38,6 @@ class WorkerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     dead_letter_topic: str = "segmenter-dead-letter"
     activation_topic_prefix: str = "activations"
     segment_topics: bool = False
-    channel_topics: bool = False
     max_event_bytes: int = _LIMITS.max_event_bytes
     max_nesting: int = _LIMITS.max_nesting
     max_id_length: int = _LIMITS.max_id_length
@@ -96,6 +95,9 @@ class WorkerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     def identity_topic(self) -> str:
         return f"{self.app_id}-identity"
 
+    def segment_topic(self, segment: str) -> str:
+        return f"{self.changes_topic}.{segment}"
+
     def activation_topic(self, channel: str) -> str:
         return f"{self.activation_topic_prefix}.{channel}"
 
@@ -139,9 +141,8 @@ HELP: dict[str, str] = {
     "dead_letter_topic": "topic of bad events, with the reason in headers",
     "activation_topic_prefix": "activations of channel C go to <prefix>.C (docs/activation.md); the worker "
                                "creates the topic of every channel a pack feeds",
-    "segment_topics": "also write each change to <changes_topic>.<segment>",
-    "channel_topics": "also write each change to <changes_topic>.<channel> for every channel it "
-                      "has consent on",
+    "segment_topics": "also write each change to <changes_topic>.<segment>; the worker creates the topic "
+                      "of every segment a pack defines",
     "max_event_bytes": "largest input message accepted (bytes); larger ones are bad events",
     "max_id_length": "longest id accepted (characters): event, customer, visitor, session, order and "
                      "sku ids, device and channel; longer ones are bad events (too long)",
@@ -222,10 +223,22 @@ def markdown_table() -> str:
     return "\n".join(lines) + "\n"
 
 
+RETIRED = {
+    "channel_topics": "it sent every change to every channel the customer had consented to, whatever "
+                      "the segment; channels are now declared in the rule pack, with their policies "
+                      "(docs/activation.md)",
+}
+"""Settings that are gone, with what replaces them: set, they stop the worker instead of being
+ignored."""
+
+
 def load(flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> WorkerSettings:
     """Defaults, then ``SEGMENTER_*`` variables, then ``flags`` (name -> value; None: not given)."""
     environ = os.environ if environ is None else environ
     flags = {} if flags is None else flags
+    for name, why in RETIRED.items():
+        if environ.get(ENV_PREFIX + name.upper()) is not None:
+            raise SegmenterError(f"{ENV_PREFIX}{name.upper()} is no longer a setting: {why}")
     values: dict[str, Any] = {}
     for name in WorkerSettings.__struct_fields__:
         value = environ.get(ENV_PREFIX + name.upper())

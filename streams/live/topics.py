@@ -18,6 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from streams.errors import SegmenterError
 from streams.live.deploys import deployments_topic
 from streams.live.settings import WorkerSettings
+from streams.rules.pack import RulePack
 
 TOPIC_ALREADY_EXISTS = 36
 """Kafka's error code for a topic created meanwhile (by another worker)."""
@@ -69,14 +70,23 @@ async def ensure_topics(settings: WorkerSettings, app: faust.App) -> list[str]:
         await admin.close()
 
 
-async def ensure_activation_topics(settings: WorkerSettings, channels: Iterable[str]) -> list[str]:
-    """The topic of each channel (``<activation_topic_prefix>.<channel>``), created if missing."""
+def pack_topics(settings: WorkerSettings, packs: Iterable[RulePack]) -> list[str]:
+    """The topics a pack sends to beside the worker's own: each channel's, and with
+    ``segment_topics`` each segment's."""
+    topics = {settings.activation_topic(c) for p in packs for c in p.activation.channels}
+    if settings.segment_topics:
+        topics |= {settings.segment_topic(r.name) for p in packs for r in p.rules}
+    return sorted(topics)
+
+
+async def ensure_pack_topics(settings: WorkerSettings, packs: Iterable[RulePack]) -> list[str]:
+    """Create the missing :func:`pack_topics`, so nothing is sent to a topic the worker did not
+    create; return the names created."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, **settings.kafka_security())
     await admin.start()
     try:
         present = set(await admin.list_topics())
-        missing = [NewTopic(settings.activation_topic(c), settings.partitions, 1) for c in sorted(set(channels))
-                   if settings.activation_topic(c) not in present]
+        missing = [NewTopic(t, settings.partitions, 1) for t in pack_topics(settings, packs) if t not in present]
         await _create(admin, missing)
         return [new.name for new in missing]
     finally:

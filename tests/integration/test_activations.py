@@ -15,6 +15,7 @@ from pathlib import Path
 
 import msgspec
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from histories import ROOT, create_topics, feed, recent_history, replay
 from worker_harness import Deployment, WorkerProcess, read_all, running, settle, wait_for
 
@@ -81,16 +82,36 @@ def topics(bootstrap: str) -> set[str]:
     return asyncio.run(listed())
 
 
+def auto_creation(bootstrap: str) -> str:
+    """The broker's ``auto.create.topics.enable``."""
+    async def described() -> str:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            [response] = await admin.describe_configs([ConfigResource(ConfigResourceType.BROKER, "1")])
+            [(_, _, _, _, entries)] = response.resources
+            return next(str(value) for name, value, *_ in entries if name == "auto.create.topics.enable")
+        finally:
+            await admin.close()
+
+    return asyncio.run(described())
+
+
 def test_activations_and_memberships_are_what_replay_gives(
         kafka_bootstrap: str, tmp_path: Path) -> None:
     lines = recent_history(seed=41)
-    deployment = Deployment(kafka_bootstrap, tmp_path)
+    # With segment_topics too: every topic the worker sends to is one it created itself, since
+    # the test broker creates none on first use.
+    deployment = Deployment(kafka_bootstrap, tmp_path, extra={"SEGMENTER_SEGMENT_TOPICS": "true"})
+    assert auto_creation(kafka_bootstrap) == "false"
     prefix = f"{deployment.prefix}-act"  # the harness's SEGMENTER_ACTIVATION_TOPIC_PREFIX
-    channels = sorted(load_pack(ROOT / "rules").activation.channels)
+    pack = load_pack(ROOT / "rules")
+    channels = sorted(pack.activation.channels)
     create_topics(deployment)
     worker = WorkerProcess(deployment)
     with running(worker):
         assert {f"{prefix}.{c}" for c in channels} <= topics(kafka_bootstrap), "created before any output"
+        assert {f"{deployment.changes}.{r.name}" for r in pack.rules} <= topics(kafka_bootstrap)
         feed(deployment, lines)
         wait_for(lambda: worker.applied() >= len(lines), timeout=120, interval=0.2, what="the worker to catch up")
         caught_up = int(time.time()) * SECOND
@@ -100,6 +121,10 @@ def test_activations_and_memberships_are_what_replay_gives(
     # A consumer that starts after the run learns every current member from the memberships topic.
     members = current_members(deployment)
     changes, _ = replay(lines, until=caught_up)
+    per_segment = [json.loads(r.value) for r in read_all(kafka_bootstrap, f"{deployment.changes}.repeat_customer")]
+    assert sorted(c["change_id"] for c in per_segment) == sorted(
+        str(c["change_id"]) for c in changes if c["segment"] == "repeat_customer")
+    assert per_segment
     expected_members = replayed_members(changes)
     assert members == expected_members
     assert sizes == dict(sorted(Counter(segment for _, segment in expected_members).items()))

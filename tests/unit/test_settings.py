@@ -49,3 +49,21 @@ def test_flags_win_over_environment_over_defaults() -> None:
 def test_a_bad_value_names_the_setting() -> None:
     with pytest.raises(settings.SegmenterError, match="partitions"):
         settings.load(environ={"SEGMENTER_PARTITIONS": "many"})
+
+
+def test_a_retired_setting_stops_the_worker_with_what_replaces_it() -> None:
+    from streams.errors import SegmenterError
+
+    with pytest.raises(SegmenterError, match=r"SEGMENTER_CHANNEL_TOPICS is no longer a setting: .*docs/activation.md"):
+        settings.load(environ={"SEGMENTER_CHANNEL_TOPICS": "true"})
+
+
+def test_segment_topics_are_among_the_topics_the_worker_creates() -> None:
+    from streams.live.topics import pack_topics
+    from streams.rules.load import load_pack
+
+    pack = load_pack(Path(__file__).resolve().parents[2] / "rules")
+    plain = settings.load(environ={})
+    assert pack_topics(plain, [pack]) == ["activations.email", "activations.push", "activations.sms"]
+    with_segments = settings.load(environ={"SEGMENTER_SEGMENT_TOPICS": "true"})
+    assert "segment-changes.cart_abandoner" in pack_topics(with_segments, [pack])
