@@ -235,10 +235,20 @@ def _evaluate(pack: RulePack, key: str, state: CustomerState, rules: Iterable[Ru
         member = bool(rule.condition.fn(state))
         count = members.get(rule.name, 0)
         if member != (count % 2 == 1):
-            count += 1
-            members[rule.name] = count
+            count = flip(state, rule.name, now)
             changes.append(make(key, rule.name, count, now, pack.reason(rule, state, reason_value),
                                 consent_of(state), rule.version, state.origin, pack.version))
+
+
+def flip(state: CustomerState, segment: str, now: Instant) -> int:
+    """The customer enters or leaves ``segment`` at ``now``; the new transition count."""
+    count = state.members.get(segment, 0) + 1
+    state.members[segment] = count
+    if count % 2 == 1:
+        state.since[segment] = now
+    else:
+        state.since.pop(segment, None)
+    return count
 
 
 def next_deadline(rules: Iterable[Rule], state: CustomerState, keep: Instant | None) -> Instant | None:

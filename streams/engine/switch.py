@@ -136,14 +136,14 @@ class Switch:
         for rule in self.removed:
             count = members.get(rule.name, 0)
             if count % 2 == 1:
-                members[rule.name] = count + 1
+                core.flip(state, rule.name, now)
                 changes.append(make(key, rule.name, count + 1, now, self._reason("removed"), consent,
                                     rule.version, state.origin, new.version))
         for rule, kind in self.judged:
             member = bool(rule.condition.fn(state))
             count = members.get(rule.name, 0)
             if member != (count % 2 == 1):
-                members[rule.name] = count + 1
+                core.flip(state, rule.name, now)
                 reason = {**new.reason(rule, state, core.reason_value), **self._reason(kind)}
                 changes.append(make(key, rule.name, count + 1, now, reason, consent, rule.version,
                                     state.origin, new.version))

@@ -78,6 +78,8 @@ class CustomerState(msgspec.Struct, array_like=True, omit_defaults=True, gc=Fals
     """Time of the add_to_cart that put an item into an empty cart: which cart this is."""
     activated_on: dict[str, Any] = msgspec.field(default_factory=dict)
     """segment -> the value of its ``once_per`` field at its latest activation."""
+    since: dict[str, int] = msgspec.field(default_factory=dict)
+    """segment -> when the customer entered it, while they are in it (``time_in_segment``)."""
 
     @property
     def cart_items(self) -> int:

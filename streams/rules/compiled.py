@@ -51,6 +51,10 @@ class Scope:
     traits: frozenset[str] = frozenset()
     allow_now: bool = True
     what: str = "field"
+    segments: dict[str, Expr] = field(default_factory=dict)
+    """The conditions of the segments compiled so far, which ``in_segment`` may read."""
+    segment_names: frozenset[str] = frozenset()
+    """Every segment the pack defines (for a name misspelled, a suggestion)."""
 
 
 class ExprError(Exception):

@@ -41,6 +41,7 @@ from streams.rules.compiled import (
     reads_of,
     rounded,
 )
+from streams.rules.compose import SEGMENT_FUNCTIONS, segment_call
 from streams.rules.fields import BOOL, DURATION, NULL, NUMBER, STRING, TIME
 from streams.rules.problems import Kind, did_you_mean
 
@@ -114,7 +115,8 @@ class _Compiler:
         if method is None:
             raise ExprError(Kind.NOT_ALLOWED, f"{_describe(node)} is not part of the rule language; "
                             "use names, literals, and/or/not, comparisons, in [...], + - * /, "
-                            "and the functions seconds() minutes() hours() days() weeks()", node)
+                            "the functions seconds() minutes() hours() days() weeks(), and "
+                            "in_segment() time_in_segment()", node)
         result: Expr = method(node)
         return result
 
@@ -169,9 +171,11 @@ class _Compiler:
         if not isinstance(node.func, ast.Name):
             raise ExprError(Kind.NOT_ALLOWED, "only the built-in functions can be called", node)
         name = node.func.id
+        if name in SEGMENT_FUNCTIONS:
+            return segment_call(name, node, self.scope)
         if name not in DURATION_FUNCTIONS:
             raise ExprError(Kind.UNKNOWN_FUNCTION, f"unknown function `{name}`"
-                            + did_you_mean(name, DURATION_FUNCTIONS), node.func)
+                            + did_you_mean(name, [*DURATION_FUNCTIONS, *SEGMENT_FUNCTIONS]), node.func)
         if node.keywords or len(node.args) != 1:
             raise ExprError(Kind.NOT_ALLOWED, f"`{name}()` takes one number, like `{name}(30)`", node)
         arg = self.visit(node.args[0])

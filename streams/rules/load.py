@@ -28,7 +28,6 @@ import msgspec
 
 from streams.model.clock import parse_duration
 from streams.model.events import EVENT_TYPES
-from streams.model.windows import next_expiry, total
 from streams.rules import expr as expressions
 from streams.rules.activation import (
     CONSENT_CHANNELS,
@@ -39,6 +38,7 @@ from streams.rules.activation import (
     zone_or_none,
 )
 from streams.rules.compiled import Expr, ExprError, NextFn, Scope
+from streams.rules.compose import judging_order, segments_read
 from streams.rules.fields import (
     BOOL,
     NUMBER,
@@ -177,8 +177,8 @@ class _Loader:
         timed: dict[str, NextFn] = {}
         for window in windows.values():
             name = f"windows.{window.name}"
-            scope_fields[name] = _window_field(window)
-            timed[name] = _window_next(window)
+            scope_fields[name] = window.field()
+            timed[name] = window.next_change()
         scope = Scope(scope_fields, timed=timed, windows=frozenset(windows), traits=frozenset(traits))
         rules = self._rules(scope)
         if self.problems:
@@ -187,7 +187,7 @@ class _Loader:
         kept = {n: w for n, w in windows.items() if n in used}
         fields = {n: f for n, f in scope_fields.items()
                   if not n.startswith("windows.") or n.removeprefix("windows.") in used}
-        rules = [_with_definition(rule, windows, traits) for rule in rules]
+        rules = _with_definitions(rules, windows, traits)
         activation = self._activation(pack_source, spec, {rule.name for rule in rules}, traits)
         if self.problems:
             raise RuleError(self.problems)
@@ -345,51 +345,61 @@ class _Loader:
     # --- segments --------------------------------------------------------------------------
 
     def _rules(self, scope: Scope) -> list[Rule]:
-        rules: list[Rule] = []
-        seen: dict[str, str] = {}
+        specs: dict[str, tuple[SegmentSpec, _Source, str]] = {}
         for path in sorted(self.directory.glob("*.toml")):
             if path.name == PACK_FILE:
                 continue
             source = self._read(path)
-            if source is None:
-                continue
-            spec = self._decode(source, SegmentSpec)
-            if spec is None:
+            spec = self._decode(source, SegmentSpec) if source is not None else None
+            if spec is None or source is None:
                 continue
             if not NAME.match(spec.name):
                 self._problem(Kind.BAD_VALUE, path.name, f"segment name {spec.name!r} must be lower_snake_case",
                               rule=spec.name, key="name", line=source.line_of("name"))
-            if spec.name in seen:
+            if spec.name in specs:
                 self._problem(Kind.DUPLICATE, path.name, f"segment {spec.name!r} is also defined in "
-                              f"{seen[spec.name]}", rule=spec.name, key="name", line=source.line_of("name"))
+                              f"{specs[spec.name][1].name}", rule=spec.name, key="name", line=source.line_of("name"))
                 continue
-            seen[spec.name] = path.name
             when = spec.when
             if spec.requires_consent:
                 when = f"({when}) and consent.{spec.requires_consent}"
-            condition = self._expression(source, when, scope, BOOL, "when", spec.name, 0,
-                                         original=spec.when)
-            if spec.cooldown is not None:
-                try:
-                    self.cooldowns[spec.name] = parse_duration(spec.cooldown)
-                except ValueError as exc:
-                    self._problem(Kind.BAD_VALUE, path.name, str(exc), rule=spec.name, key="cooldown",
-                                  line=source.line_of("cooldown"))
-            if spec.once_per is not None:
-                readable = {n: f for n, f in scope.fields.items() if n != "now" and n not in scope.windows}
-                once = readable.get(spec.once_per)
-                if once is None:
-                    self._problem(Kind.UNKNOWN_FIELD, path.name, f"once_per {spec.once_per!r} is not a field of "
-                                  f"the customer's record{did_you_mean(spec.once_per, readable)}",
-                                  rule=spec.name, key="once_per", line=source.line_of("once_per"))
-                else:
-                    self.once_per[spec.name] = once
+            specs[spec.name] = (spec, source, when)
+        order, cycles = judging_order({name: segments_read(when) for name, (_, _, when) in specs.items()})
+        for cycle in cycles:
+            _, source, _ = specs[cycle[0]]
+            self._problem(Kind.CYCLE, source.name, "segments read each other in a cycle: "
+                          + " -> ".join(cycle), rule=cycle[0], key="when", line=source.line_of("when"))
+        scope.segment_names = frozenset(specs)
+        rules: list[Rule] = []
+        for name in order:
+            spec, source, when = specs[name]
+            condition = self._expression(source, when, scope, BOOL, "when", spec.name, 0, original=spec.when)
+            self._policies(spec, source, scope.fields)
             if condition is not None:
-                rules.append(Rule(spec.name, spec.version, condition, path.name, spec.description.strip(),
+                scope.segments[name] = condition
+                rules.append(Rule(spec.name, spec.version, condition, source.name, spec.description.strip(),
                                   tuple(spec.tags), spec.requires_consent, definition=when))
-        if not rules and not self.problems:
+        if not specs and not self.problems:
             self._problem(Kind.BAD_FILE, str(self.directory), "no segment files (*.toml besides pack.toml)")
         return rules
+
+    def _policies(self, spec: SegmentSpec, source: _Source, fields: dict[str, Field]) -> None:
+        """A segment's activation policies (``cooldown``, ``once_per``)."""
+        if spec.cooldown is not None:
+            try:
+                self.cooldowns[spec.name] = parse_duration(spec.cooldown)
+            except ValueError as exc:
+                self._problem(Kind.BAD_VALUE, source.name, str(exc), rule=spec.name, key="cooldown",
+                              line=source.line_of("cooldown"))
+        if spec.once_per is not None:
+            readable = {n: f for n, f in fields.items() if n != "now" and not n.startswith("windows.")}
+            once = readable.get(spec.once_per)
+            if once is None:
+                self._problem(Kind.UNKNOWN_FIELD, source.name, f"once_per {spec.once_per!r} is not a field of "
+                              f"the customer's record{did_you_mean(spec.once_per, readable)}",
+                              rule=spec.name, key="once_per", line=source.line_of("once_per"))
+            else:
+                self.once_per[spec.name] = once
 
     def _expression(self, source: _Source | None, text: str | None, scope: Scope, want: str, key: str,
                     rule: str, after: int | None, *, original: str | None = None) -> Expr | None:
@@ -414,30 +424,20 @@ class _Loader:
             return None
 
 
-def _with_definition(rule: Rule, windows: dict[str, WindowDef], traits: dict[str, str]) -> Rule:
-    """The rule with its full definition: version, condition, and what the names it reads mean."""
-    parts = [f"version={rule.version}", f"when={rule.definition}"]
-    for name in sorted(rule.reads):
-        if name.startswith("windows."):
-            parts.append(f"{name}: {windows[name.removeprefix('windows.')].definition}")
-        elif name.startswith("traits."):
-            parts.append(f"{name}: {traits[name.removeprefix('traits.')]}")
-    return dataclasses.replace(rule, definition="\n".join(parts))
-
-
-def _window_field(window: WindowDef) -> Field:
-    name, length, aggregate = window.name, window.length, window.aggregate
-
-    def get(state: Any) -> Any:
-        return total(state.windows.get(name), state.clock, length, aggregate)
-
-    return Field(f"windows.{name}", NUMBER, get, window.description or f"window {name}", frozenset())
-
-
-def _window_next(window: WindowDef) -> NextFn:
-    name, length = window.name, window.length
-
-    def nxt(state: Any) -> int | None:
-        return next_expiry(state.windows.get(name), state.clock, length)
-
-    return nxt
+def _with_definitions(rules: list[Rule], windows: dict[str, WindowDef], traits: dict[str, str]) -> list[Rule]:
+    """The rules (in judging order) with their full definitions: version, condition, and what
+    the names they read mean, the segments they read included."""
+    out: list[Rule] = []
+    done: dict[str, str] = {}
+    for rule in rules:
+        parts = [f"version={rule.version}", f"when={rule.definition}"]
+        for name in sorted(rule.reads):
+            if name.startswith("windows."):
+                parts.append(f"{name}: {windows[name.removeprefix('windows.')].definition}")
+            elif name.startswith("traits."):
+                parts.append(f"{name}: {traits[name.removeprefix('traits.')]}")
+        for segment in sorted(segments_read(rule.definition)):
+            parts.append(f"segment {segment}: {done[segment]}")
+        done[rule.name] = "\n".join(parts)
+        out.append(dataclasses.replace(rule, definition=done[rule.name]))
+    return out

@@ -8,9 +8,10 @@ from typing import Any
 
 from streams.model.clock import DAY, Duration
 from streams.model.events import EVENT_TYPES
+from streams.model.windows import next_expiry, total
 from streams.rules.activation import ActivationSettings
 from streams.rules.compiled import Expr
-from streams.rules.fields import SEEN_CHANGED, Field
+from streams.rules.fields import NUMBER, SEEN_CHANGED, Field
 
 DEFAULT_ALLOWED_LATENESS: Duration = 7 * DAY
 
@@ -29,6 +30,24 @@ class WindowDef:
     description: str = ""
     definition: str = ""
     """What the window counts, as text: two windows with the same definition hold the same entries."""
+
+    def field(self) -> Field:
+        """The window's value, as a rule reads it: its aggregate at the customer's now."""
+        name, length, aggregate = self.name, self.length, self.aggregate
+
+        def get(state: Any) -> Any:
+            return total(state.windows.get(name), state.clock, length, aggregate)
+
+        return Field(f"windows.{name}", NUMBER, get, self.description or f"window {name}", frozenset())
+
+    def next_change(self) -> Callable[[Any], int | None]:
+        """When the window's value next changes with no event: its oldest entry expires."""
+        name, length = self.name, self.length
+
+        def nxt(state: Any) -> int | None:
+            return next_expiry(state.windows.get(name), state.clock, length)
+
+        return nxt
 
     def value_of(self, event: Any) -> float | None:
         """What this event adds, or None when it does not count (filtered out, or no value)."""

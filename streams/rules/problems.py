@@ -22,6 +22,8 @@ class Kind(enum.Enum):
     UNKNOWN_TRAIT = "unknown-trait"
     UNKNOWN_FUNCTION = "unknown-function"
     UNKNOWN_EVENT_TYPE = "unknown-event-type"
+    UNKNOWN_SEGMENT = "unknown-segment"
+    CYCLE = "cycle"
     TYPE_MISMATCH = "type-mismatch"
     NOT_ALLOWED = "not-allowed"
     """Valid Python syntax that the rule language leaves out (a lambda, a call on a field, ...)."""

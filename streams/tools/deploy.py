@@ -34,7 +34,7 @@ from streams.offline import ruletest
 from streams.rules import deployments
 from streams.rules.deployments import Deployment
 from streams.rules.load import load_pack
-from streams.rules.pack import RulePack
+from streams.rules.pack import Rule, RulePack
 from streams.rules.problems import RuleError
 
 LEAD = 30.0
@@ -87,10 +87,16 @@ def unversioned(pack: RulePack, live: RulePack) -> list[str]:
     for rule in pack.rules:
         prior = before.get(rule.name)
         if prior is not None and prior.version == rule.version and prior.definition != rule.definition:
-            found.append(f"{rule.file}: segment {rule.name!r} changed but its version is still "
+            what = ("a window, trait or segment it reads changed" if _condition(prior) == _condition(rule)
+                    else "its condition changed")
+            found.append(f"{rule.file}: segment {rule.name!r}: {what} but its version is still "
                          f"{rule.version}: set version = {rule.version + 1}, so every change says which "
                          f"rule decided it")
     return found
+
+
+def _condition(rule: Rule) -> str:
+    return rule.definition.split("\n")[1]
 
 
 def too_large(pack: RulePack, seen: preview.Preview, max_share: float) -> list[str]:
