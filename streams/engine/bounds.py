@@ -40,11 +40,24 @@ def largest_record(pack: RulePack, limits: Limits, sources: int = 0, source_leng
     trait = max(_NUMBER, _text(limits.max_trait_length))
     traits = _HEADER + sum(_text(len(name)) + trait for name in pack.traits)
     windows = _HEADER + sum(_text(len(name)) + _HEADER + 2 * MAX_ENTRIES * _NUMBER for name in pack.windows)
-    members = _HEADER + sum(_text(len(rule.name)) + _NUMBER for rule in pack.rules)
+    # Per segment: the transition count, since when, the latest activation and its once_per value.
+    once = max(_NUMBER, trait, an_id)
+    members = 4 * _HEADER + sum(4 * _text(len(rule.name)) + 3 * _NUMBER + once for rule in pack.rules)
+    members += _activations(pack)
     seen = 2 * _HEADER + limits.max_recent_events * 2 * _NUMBER
     visitors = _HEADER + limits.max_visitor_ids * an_id
     positions = _HEADER + sources * (_text(source_length) + _NUMBER)
     return scalars + labels + cart + traits + windows + members + seen + visitors + positions + _SLACK
+
+
+def _activations(pack: RulePack) -> int:
+    """Sends a channel's cap counts, and activations held (one per segment and channel at most)."""
+    channels = pack.activation.channels.values()
+    sent = _HEADER + sum(_text(len(c.name)) + _HEADER + (c.cap.count if c.cap else 1) * _NUMBER for c in channels)
+    held = _HEADER + sum(len(c.segments) * (_HEADER + 2 * _text(32) + _text(len(c.name)) + _text(max(map(len, c.segments)))
+                                           + 3 * _NUMBER + _HEADER + _NUMBER)
+                         for c in channels if c.segments)
+    return sent + held
 
 
 def check(pack: RulePack, limits: Limits, sources: int = 0, source_length: int = 0) -> None:
