@@ -52,9 +52,9 @@ from streams.model.clock import (
     parse_instant,
 )
 from streams.model.events import EVENT_TYPES, BadEvent
-from streams.rules.load import StrictFile
 from streams.rules.pack import RulePack
 from streams.rules.problems import did_you_mean
+from streams.rules.specs import StrictFile
 
 TESTS_DIR = "tests"
 

@@ -22,7 +22,7 @@ import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 
@@ -50,63 +50,10 @@ from streams.rules.fields import (
 )
 from streams.rules.pack import DEFAULT_ALLOWED_LATENESS, Rule, RulePack, WindowDef
 from streams.rules.problems import Kind, Problem, RuleError, did_you_mean
+from streams.rules.specs import PackSpec, SegmentSpec, Settings, WindowSpec
 
 PACK_FILE = "pack.toml"
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-
-
-class StrictFile(msgspec.Struct, forbid_unknown_fields=True):
-    """A table of a rule or test file: an unknown key is a mistake to report, never to skip."""
-
-
-class Settings(StrictFile):
-    allowed_lateness: str = "7d"
-
-
-class WindowSpec(StrictFile):
-    events: list[str]
-    over: str
-    aggregate: Literal["count", "sum", "max"] = "count"
-    where: str | None = None
-    value: str | None = None
-    description: str = ""
-
-
-class ActivationSpec(StrictFile):
-    timezone_trait: str | None = None
-    timezone: str = "UTC"
-
-
-class ChannelSpec(StrictFile):
-    segments: list[str]
-    consent: str | None = None
-    """Defaults to the channel's name for email, sms and push; other channels need none."""
-    cap: str | None = None
-    quiet_hours: str | None = None
-
-
-class PackSpec(StrictFile):
-    version: str | int | None = None
-    """The pack's version, as deployments and changes show it (the files' digest when unset)."""
-    settings: Settings = msgspec.field(default_factory=Settings)
-    traits: dict[str, str] = msgspec.field(default_factory=dict)
-    windows: dict[str, WindowSpec] = msgspec.field(default_factory=dict)
-    activation: ActivationSpec = msgspec.field(default_factory=ActivationSpec)
-    channels: dict[str, ChannelSpec] = msgspec.field(default_factory=dict)
-    priority: dict[str, list[str]] = msgspec.field(default_factory=dict)
-
-
-class SegmentSpec(StrictFile):
-    name: str
-    version: int
-    when: str
-    description: str = ""
-    tags: list[str] = msgspec.field(default_factory=list)
-    requires_consent: Literal["email", "sms", "push"] | None = None
-    cooldown: str | None = None
-    """No new activation for this segment within this long of the last one (docs/activation.md)."""
-    once_per: str | None = None
-    """A field: no new activation for this segment while it has the value it had at the last one."""
 
 
 @dataclass
