@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from streams import __version__
 from streams.errors import SegmenterError
@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="move the clock to this time at the end, firing the deadlines due by then")
     backtest.add_argument("--deployments", metavar="FILE",
                           help="rule deployments (JSON lines), each going live at its effective_at")
+    backtest.add_argument("--suggest-rfm", action="store_true",
+                          help="also print an [rfm] table for pack.toml: cut points at the quintiles of "
+                               "the customers' recency, frequency and monetary value at the end")
     backtest.set_defaults(run=_backtest)
 
     worker = commands.add_parser("worker", help="run the streaming worker on Kafka",
@@ -216,13 +219,29 @@ def _backtest(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     activations = Activations()
+    suggestion: list[str] = []
+
+    def suggest_rfm(engine: Any) -> None:
+        from streams.offline.backtest import rfm_values
+        from streams.rules import rfm
+
+        values, horizon = rfm_values(engine)
+        if not values["recency"]:
+            suggestion.append("# RFM: no customer with an order in this history: no cut points to suggest\n")
+            return
+        whole = "" if horizon is not None else " (the pack has no [rfm]: frequency and monetary over the whole history)"
+        suggestion.append(f"# RFM cut points at the quintiles of {len(values['recency']):,} customers with an "
+                          f"order{whole}; paste into pack.toml\n"
+                          + rfm.suggest(values, horizon or rfm.parse_duration("365d")))
+
     report, summary = backtest_file(pack, args.file, until=args.until, deployments=_deployments(args),
-                                    activations=activations)
+                                    activations=activations, finished=suggest_rfm if args.suggest_rfm else None)
     skipped = f", {summary.bad} bad skipped (segmenter replay lists them)" if summary.bad else ""
     text = table(report, f"Backtest of {args.file} with the rules in {args.rules}: "
                          f"{summary.events_read:,} events{skipped}, "
                          f"{sum(sum(k.values()) for k in summary.changes.values()):,} changes")
     text += "\n" + activations.table()
+    text += "".join("\n" + block for block in suggestion)
     sys.stdout.write(text)
     sys.stdout.flush()
     (out / "backtest.txt").write_text(text)

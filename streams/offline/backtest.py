@@ -14,7 +14,7 @@ the time customers spent in A that they spent in B as well. A segment with at le
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
@@ -25,7 +25,9 @@ from streams.model.activations import SEND, Activation
 from streams.model.changes import ENTERED, EXITED, SegmentChange
 from streams.model.clock import DAY, Duration, Instant, parse_instant
 from streams.model.events import BadEvent
+from streams.model.windows import total
 from streams.offline.replay import Summary, latest_accepted, run
+from streams.rules import rfm
 from streams.rules.deployments import Scheduled
 from streams.rules.pack import RulePack
 
@@ -325,11 +327,31 @@ class Activations:
         return "\n".join(lines) + "\n"
 
 
+def rfm_values(engine: Engine) -> tuple[dict[str, list[float]], Duration | None]:
+    """Recency, frequency and monetary value of every customer with an order, at the end of the
+    history, for :func:`streams.rules.rfm.suggest`; and the pack's RFM horizon (None when the
+    pack has no ``[rfm]``: then frequency and monetary value are over the whole history)."""
+    window = engine.pack.windows.get(rfm.ORDERS)
+    end = engine.clock or 0
+    values: dict[str, list[float]] = {"recency": [], "frequency": [], "monetary": []}
+    for state in engine.states.values():
+        if not state.identified or state.last_order_at is None:
+            continue
+        values["recency"].append(end - state.last_order_at)
+        if window is None:
+            values["frequency"].append(state.orders)
+            values["monetary"].append(state.spend)
+        else:
+            values["frequency"].append(total(state.windows.get(rfm.ORDERS), end, window.length, "count"))
+            values["monetary"].append(total(state.windows.get(rfm.SPEND), end, window.length, "sum"))
+    return values, None if window is None else window.length
+
+
 def backtest_file(pack: RulePack, path: str | Path, *, until: Instant | None = None,
                   deployments: Sequence[Scheduled] = (), activations: Activations | None = None,
-                  ) -> tuple[Report, Summary]:
+                  finished: Callable[[Engine], None] | None = None) -> tuple[Report, Summary]:
     """Replay ``path`` through the engine (as ``segmenter replay`` does) into a report;
-    ``activations`` gathers what the activations came to.
+    ``activations`` gathers what the activations came to; ``finished`` sees the engine at the end.
 
     Bad events are counted in the summary and otherwise skipped: ``segmenter replay`` lists them.
     """
@@ -345,4 +367,6 @@ def backtest_file(pack: RulePack, path: str | Path, *, until: Instant | None = N
                       latest=latest_accepted(until), activation=None if activations is None else activations.add)
     if activations is not None:
         activations.counts.update(engine.stats.activations)
+    if finished is not None:
+        finished(engine)
     return bt.report(engine.clock), summary

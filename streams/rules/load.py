@@ -29,6 +29,7 @@ import msgspec
 from streams.model.clock import parse_duration
 from streams.model.events import EVENT_TYPES
 from streams.rules import expr as expressions
+from streams.rules import rfm as rfm_windows
 from streams.rules.activation import (
     CONSENT_CHANNELS,
     ActivationSettings,
@@ -50,7 +51,8 @@ from streams.rules.fields import (
 )
 from streams.rules.pack import DEFAULT_ALLOWED_LATENESS, Rule, RulePack, WindowDef
 from streams.rules.problems import Kind, Problem, RuleError, did_you_mean
-from streams.rules.specs import PackSpec, SegmentSpec, Settings, WindowSpec
+from streams.rules.rfm import Rfm
+from streams.rules.specs import PackSpec, RfmSpec, SegmentSpec, Settings, WindowSpec
 
 PACK_FILE = "pack.toml"
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -121,20 +123,25 @@ class _Loader:
         scope_fields: dict[str, Field] = dict(STATE_FIELDS)
         scope_fields.update({f"traits.{n}": trait_field(n, t) for n, t in traits.items()})
         windows = self._windows(pack_source, spec.windows)
+        rfm = self._rfm(pack_source, spec.rfm, windows)
         timed: dict[str, NextFn] = {}
         for window in windows.values():
             name = f"windows.{window.name}"
             scope_fields[name] = window.field()
             timed[name] = window.next_change()
+        for name, (value, nxt) in (rfm.fields(windows) if rfm else {}).items():
+            scope_fields[name] = value
+            timed[name] = nxt
         scope = Scope(scope_fields, timed=timed, windows=frozenset(windows), traits=frozenset(traits))
         rules = self._rules(scope)
         if self.problems:
             raise RuleError(self.problems)
         used = {name.removeprefix("windows.") for r in rules for name in r.reads if name.startswith("windows.")}
+        used |= {rfm_windows.ORDERS, rfm_windows.SPEND} if rfm else set()
         kept = {n: w for n, w in windows.items() if n in used}
         fields = {n: f for n, f in scope_fields.items()
                   if not n.startswith("windows.") or n.removeprefix("windows.") in used}
-        rules = _with_definitions(rules, windows, traits)
+        rules = _with_definitions(rules, windows, traits, rfm)
         activation = self._activation(pack_source, spec, {rule.name for rule in rules}, traits)
         if self.problems:
             raise RuleError(self.problems)
@@ -241,6 +248,26 @@ class _Loader:
                 windows[name] = WindowDef(name, tuple(spec.events), length, spec.aggregate, where, value,
                                           spec.description, definition)
         return windows
+
+    def _rfm(self, source: _Source | None, spec: RfmSpec | None, windows: dict[str, WindowDef]) -> Rfm | None:
+        """``[rfm]``, its two windows added to ``windows``."""
+        if spec is None:
+            return None
+        line = source.line_of("rfm") if source else None
+        try:
+            rfm = rfm_windows.parse(spec)
+        except ValueError as exc:
+            self._problem(Kind.BAD_VALUE, PACK_FILE, str(exc), key="rfm", line=line)
+            return None
+        for name in (rfm_windows.ORDERS, rfm_windows.SPEND):
+            if name in windows:
+                self._problem(Kind.DUPLICATE, PACK_FILE, f"window {name!r} is the name RFM keeps its own "
+                              "window under: choose another", key=f"windows.{name}", line=line)
+                return None
+        total = expressions.compile_expression("total", Scope(event_fields(["order_completed"]), allow_now=False),
+                                               NUMBER)
+        windows.update(rfm.windows(total))
+        return rfm
 
     # --- activation --------------------------------------------------------------------------
 
@@ -371,7 +398,8 @@ class _Loader:
             return None
 
 
-def _with_definitions(rules: list[Rule], windows: dict[str, WindowDef], traits: dict[str, str]) -> list[Rule]:
+def _with_definitions(rules: list[Rule], windows: dict[str, WindowDef], traits: dict[str, str],
+                      rfm: Rfm | None) -> list[Rule]:
     """The rules (in judging order) with their full definitions: version, condition, and what
     the names they read mean, the segments they read included."""
     out: list[Rule] = []
@@ -383,6 +411,8 @@ def _with_definitions(rules: list[Rule], windows: dict[str, WindowDef], traits: 
                 parts.append(f"{name}: {windows[name.removeprefix('windows.')].definition}")
             elif name.startswith("traits."):
                 parts.append(f"{name}: {traits[name.removeprefix('traits.')]}")
+            elif name.startswith("rfm_") and rfm is not None:
+                parts.append(f"{name}: {rfm.definition}")
         for segment in sorted(segments_read(rule.definition)):
             parts.append(f"segment {segment}: {done[segment]}")
         done[rule.name] = "\n".join(parts)

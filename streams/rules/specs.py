@@ -38,6 +38,15 @@ class ChannelSpec(StrictFile):
     quiet_hours: str | None = None
 
 
+class RfmSpec(StrictFile):
+    """``[rfm]``: the horizon, and four cut points each for recency, frequency and monetary value."""
+
+    horizon: str = "365d"
+    recency: list[str] = msgspec.field(default_factory=list)
+    frequency: list[float] = msgspec.field(default_factory=list)
+    monetary: list[float] = msgspec.field(default_factory=list)
+
+
 class PackSpec(StrictFile):
     version: str | int | None = None
     """The pack's version, as deployments and changes show it (the files' digest when unset)."""
@@ -47,6 +56,7 @@ class PackSpec(StrictFile):
     activation: ActivationSpec = msgspec.field(default_factory=ActivationSpec)
     channels: dict[str, ChannelSpec] = msgspec.field(default_factory=dict)
     priority: dict[str, list[str]] = msgspec.field(default_factory=dict)
+    rfm: RfmSpec | None = None
 
 
 class SegmentSpec(StrictFile):
