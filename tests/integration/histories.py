@@ -43,12 +43,12 @@ def quick_rules(tmp_path: Path, seconds: int) -> Path:
 
 
 def history(customers: int = 250, days: float = 10, seed: int = 11, noise: bool = True,
-            start: str = "2026-01-01T00:00:00Z") -> list[bytes]:
+            start: str = "2026-01-01T00:00:00Z", personas: list[str] | None = None) -> list[bytes]:
     """Simulated traffic, keeping only customers' own events (the visitor-to-customer hand-off
     between partitions is tested on its own, since live it can reorder a merged visitor's last
     events against the customer's next ones; see docs/worker.md)."""
     lines = list(simulate(customers=customers, days=days, seed=seed, bad_rate=0.01 if noise else 0.0,
-                          duplicate_rate=0.01 if noise else 0.0, start=start))
+                          duplicate_rate=0.01 if noise else 0.0, start=start, personas=personas))
 
     def customers_own(line: bytes) -> bool:
         if not line.startswith(b'{"event_id"'):
