@@ -5,17 +5,19 @@
 aiokafka consumer (no consumer group, nothing committed) and shows
 
 - per segment: members (entered minus exited), entries and exits so far, and entries and exits
-  in the last minute, by the time the worker produced them (the Kafka record timestamp), so a
-  backlog read late does not look like a burst;
-- the latest changes: customer, segment, change, ``at`` and ``reason``.
+  in the latest minute of *event time* (the shoppers' clock), so during a backfill they show
+  the pace of the simulated day, not the speed of the replay, and live they are per minute;
+- whether it is still catching up with history (how far event time is behind the wall clock)
+  or live, and since when;
+- the latest changes by ``at``, newest first: customer, segment, change, ``at`` and ``reason``.
 
-On a terminal the view is redrawn in place every second; when stdout is not a terminal (a pipe,
-a file, a test) it prints plain snapshot blocks instead, each starting with ``=== snapshot``,
-only when something changed, and a last one at the end. It runs until Ctrl-C (or SIGTERM), or
-for ``--seconds``.
+On a terminal the view is a live table drawn with rich, redrawn every second; when stdout is
+not a terminal (a pipe, a file, a test) it prints plain snapshot blocks instead, each starting
+with ``=== snapshot``, only when something changed, and a last one at the end. It runs until
+Ctrl-C (or SIGTERM), or for ``--seconds``.
 
-The summing up (:class:`Tally`, :func:`summarize`, :func:`render`) is pure: a list of change
-dicts in, text out; Kafka is only in :func:`watch`.
+The summing up (:class:`Tally`, :func:`summarize`, :func:`render`, :func:`tables`) is pure: a
+list of change dicts in, text or tables out; Kafka is only in :func:`watch`.
 """
 
 from __future__ import annotations
@@ -27,133 +29,25 @@ import shutil
 import signal
 import sys
 import time
-from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 import orjson
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
 
-from streams.model.changes import ENTERED, EXITED
+from streams.model.changes import ENTERED
+from streams.tools.demo_tally import SegmentCounts, Tally, ViewSummary
+
+SNAPSHOT = "=== snapshot"
+"""First word of every plain snapshot block."""
 
 if TYPE_CHECKING:
     from streams.live.settings import WorkerSettings
 
-WINDOW_S = 60.0
-"""Entries and exits per minute count the changes produced in this many seconds before now."""
-LATEST = 10
-"""How many of the latest changes the view lists."""
-KAFKA_TS = "kafka_ts_ms"
-"""Key under which :func:`watch` adds the Kafka record timestamp (epoch ms) to a change dict."""
-SNAPSHOT = "=== snapshot"
-"""First word of every plain snapshot block."""
-
-
-@dataclass
-class SegmentCounts:
-    entered: int = 0
-    exited: int = 0
-    entered_last_minute: int = 0
-    exited_last_minute: int = 0
-
-    @property
-    def members(self) -> int:
-        return self.entered - self.exited
-
-
-@dataclass(frozen=True)
-class ViewSummary:
-    changes: int
-    """Changes counted (well-formed ones)."""
-    skipped: int
-    """Records that were not a change (not JSON, or a field missing)."""
-    segments: dict[str, SegmentCounts]
-    """By segment name, sorted."""
-    latest: list[Mapping[str, Any]]
-    """The latest changes, newest first."""
-    last_at: str | None
-    """The largest ``at`` seen: how far event time has come."""
-
-    @property
-    def total(self) -> SegmentCounts:
-        total = SegmentCounts()
-        for counts in self.segments.values():
-            total.entered += counts.entered
-            total.exited += counts.exited
-            total.entered_last_minute += counts.entered_last_minute
-            total.exited_last_minute += counts.exited_last_minute
-        return total
-
-
-@dataclass
-class Tally:
-    """Running totals over a stream of changes: :meth:`add` each, :meth:`summary` at any time.
-
-    Memory stays bounded: counters per segment, the last :data:`LATEST` changes, and the
-    (timestamp, segment, change) of the changes still inside the rate window.
-    """
-
-    window_s: float = WINDOW_S
-    latest_n: int = LATEST
-    changes: int = 0
-    skipped: int = 0
-    entered: dict[str, int] = field(default_factory=dict)
-    exited: dict[str, int] = field(default_factory=dict)
-    last_at: str | None = None
-    _latest: deque[Mapping[str, Any]] = field(default_factory=deque)
-    _recent: deque[tuple[float, str, str]] = field(default_factory=deque)
-
-    def add(self, change: Mapping[str, Any]) -> bool:
-        """Count one change dict (docs/contract.md, Output, plus :data:`KAFKA_TS` when known); False if it is not one."""
-        segment, kind, at = change.get("segment"), change.get("change"), change.get("at")
-        if not isinstance(segment, str) or kind not in (ENTERED, EXITED) or not isinstance(at, str):
-            self.skipped += 1
-            return False
-        self.changes += 1
-        counts = self.entered if kind == ENTERED else self.exited
-        counts[segment] = counts.get(segment, 0) + 1
-        if self.last_at is None or at > self.last_at:  # ISO 8601 UTC text sorts by time
-            self.last_at = at
-        self._latest.append(change)
-        if len(self._latest) > self.latest_n:
-            self._latest.popleft()
-        stamp = change.get(KAFKA_TS)
-        if isinstance(stamp, int | float) and not isinstance(stamp, bool):
-            self._recent.append((stamp / 1000.0, segment, kind))
-        return True
-
-    def summary(self, now: float) -> ViewSummary:
-        """The state as of ``now`` (epoch seconds, for the per-minute counts)."""
-        since = now - self.window_s
-        recent = self._recent
-        if recent and recent[0][0] <= since:
-            # Timestamps come from several partitions, so they are only roughly sorted.
-            kept = [item for item in recent if item[0] > since]
-            recent.clear()
-            recent.extend(sorted(kept))
-        names = sorted(set(self.entered) | set(self.exited))
-        segments = {name: SegmentCounts(self.entered.get(name, 0), self.exited.get(name, 0)) for name in names}
-        for stamp, segment, kind in recent:
-            if since < stamp <= now:
-                counts = segments[segment]
-                if kind == ENTERED:
-                    counts.entered_last_minute += 1
-                else:
-                    counts.exited_last_minute += 1
-        return ViewSummary(changes=self.changes, skipped=self.skipped, segments=segments,
-                       latest=list(reversed(self._latest)), last_at=self.last_at)
-
-
-def summarize(changes: Iterable[Mapping[str, Any]], now: float, *, window_s: float = WINDOW_S,
-              latest: int = LATEST) -> ViewSummary:
-    """The summary of a list of change dicts, in the order they arrived, as of ``now``."""
-    tally = Tally(window_s=window_s, latest_n=latest)
-    for change in changes:
-        tally.add(change)
-    return tally.summary(now)
-
-
-# --- text ----------------------------------------------------------------------------------------
+# --- text and tables ------------------------------------------------------------------------------
 
 
 def _clip(text: str, width: int) -> str:
@@ -171,27 +65,35 @@ def format_reason(reason: Any) -> str:
     return " ".join(parts)
 
 
-def render(summary: ViewSummary, *, width: int = 100, title: str = "", notes: Sequence[str] = ()) -> str:
-    """The view as plain text, every line at most ``width`` characters."""
-    width = max(width, 40)
-    total = summary.total
+COLUMNS = ("members", "entered", "exited", "entered/min", "exited/min")
+
+
+def _row(counts: SegmentCounts) -> tuple[int, ...]:
+    return (counts.members, counts.entered, counts.exited, counts.entered_last_minute, counts.exited_last_minute)
+
+
+def _head(summary: ViewSummary, title: str) -> str:
     head = f"{title} | " if title else ""
     head += f"{summary.changes} changes"
     if summary.skipped:
         head += f" ({summary.skipped} records skipped)"
     if summary.last_at:
         head += f" | event time up to {summary.last_at}"
-    lines = [head, *notes, ""]
+    return head
+
+
+def render(summary: ViewSummary, *, width: int = 100, title: str = "", notes: Sequence[str] = ()) -> str:
+    """The view as plain text, every line at most ``width`` characters."""
+    width = max(width, 40)
+    lines = [_head(summary, title), summary.status, *notes, ""]
     name_w = max([len("segment"), len("total"), *map(len, summary.segments)])
-    header = (f"{'segment':<{name_w}}  {'members':>8}  {'entered':>8}  {'exited':>8}  "
-              f"{'entered/min':>11}  {'exited/min':>10}")
+    header = f"{'segment':<{name_w}}  " + "  ".join(f"{c:>{max(len(c), 8)}}" for c in COLUMNS)
     lines.append(header)
-    rows = [*summary.segments.items(), ("total", total)]
-    for name, counts in rows:
+    for name, counts in [*summary.segments.items(), ("total", summary.total)]:
         if name == "total":
             lines.append("-" * len(header))
-        lines.append(f"{name:<{name_w}}  {counts.members:>8}  {counts.entered:>8}  {counts.exited:>8}  "
-                     f"{counts.entered_last_minute:>11}  {counts.exited_last_minute:>10}")
+        lines.append(f"{name:<{name_w}}  " + "  ".join(f"{v:>{max(len(c), 8)}}" for c, v in zip(COLUMNS, _row(counts),
+                                                                                                 strict=True)))
     if not summary.segments:
         lines.append("(no segment changes yet)")
     lines += ["", "latest changes (newest first)"]
@@ -205,53 +107,74 @@ def render(summary: ViewSummary, *, width: int = 100, title: str = "", notes: Se
     return "\n".join(_clip(line, width) for line in lines)
 
 
+def tables(summary: ViewSummary, *, title: str = "", notes: Sequence[str] = ()) -> Group:
+    """The view for a terminal: the header, a table of the segments, a table of the latest changes."""
+    segments = Table(title="segments (per minute: the latest minute of event time)", title_justify="left",
+                     expand=False)
+    segments.add_column("segment")
+    for column in COLUMNS:
+        segments.add_column(column, justify="right")
+    for name, counts in summary.segments.items():
+        segments.add_row(name, *map(str, _row(counts)))
+    segments.add_section()
+    segments.add_row("total", *map(str, _row(summary.total)), style="bold")
+    latest = Table(title="latest changes (newest first, by at)", title_justify="left")
+    for column in ("at", "customer", "segment", "change", "reason"):
+        latest.add_column(column, overflow="ellipsis", no_wrap=column != "reason")
+    for change in summary.latest:
+        kind = str(change.get("change", ""))
+        latest.add_row(str(change.get("at", "")), str(change.get("customer_id", "")), str(change.get("segment", "")),
+                       Text(kind, style="green" if kind == ENTERED else "red"), format_reason(change.get("reason")))
+    head = Text(_head(summary, title), style="bold")
+    return Group(head, Text(summary.status, style="cyan" if summary.live_since else "yellow"),
+                 *(Text(note) for note in notes), segments, latest)
+
+
 # --- Kafka ---------------------------------------------------------------------------------------
 
 
-def decode(value: bytes | None, timestamp_ms: int | None) -> dict[str, Any]:
+def decode(value: bytes | None) -> dict[str, Any]:
     """A record of the changes topic as a change dict (``{}`` if it is not a JSON object)."""
     try:
         change = orjson.loads(value) if value is not None else None
     except orjson.JSONDecodeError:
         return {}
-    if not isinstance(change, dict):
-        return {}
-    if timestamp_ms is not None and timestamp_ms >= 0:
-        change[KAFKA_TS] = timestamp_ms
-    return change
+    return change if isinstance(change, dict) else {}
 
 
 class Screen:
-    """Where the view goes: redrawn in place on a terminal, plain blocks elsewhere."""
+    """Where the view goes: a rich live display on a terminal, plain blocks elsewhere."""
 
     def __init__(self, out: TextIO, tty: bool | None = None) -> None:
         self.out = out
         self.tty = out.isatty() if tty is None else tty
         self.shown_changes = -1
+        self.live: Live | None = None
 
     def width(self) -> int:
         return shutil.get_terminal_size((100, 40)).columns if self.tty else 120
 
-    def show(self, text: str, changes: int, elapsed: float, final: bool = False) -> None:
-        if self.tty:
-            # Home, draw, clear what is left of the old frame below; the cursor stays hidden.
-            body = text.replace("\n", "\x1b[K\n")
-            self.out.write(f"\x1b[?25l\x1b[H{body}\x1b[K\n\x1b[J")
-        elif changes != self.shown_changes or final:
+    def show(self, summary: ViewSummary, elapsed: float, *, title: str = "", notes: Sequence[str] = (),
+             final: bool = False) -> None:
+        if self.live is not None:
+            self.live.update(tables(summary, title=title, notes=notes), refresh=True)
+        elif not self.tty and (summary.changes != self.shown_changes or final):
             label = "final" if final else f"{elapsed:.0f}s"
+            text = render(summary, width=self.width(), title=title, notes=notes)
             self.out.write(f"{SNAPSHOT} {label} ===\n{text}\n\n")
-        self.shown_changes = changes
-        self.out.flush()
+            self.out.flush()
+        self.shown_changes = summary.changes
 
     def start(self) -> None:
         if self.tty:
-            self.out.write("\x1b[H\x1b[2J")
-            self.out.flush()
+            self.live = Live(Text("reading the changes topic..."), console=Console(file=self.out),
+                             auto_refresh=False, screen=False)
+            self.live.start()
 
     def close(self) -> None:
-        if self.tty:
-            self.out.write("\x1b[?25h")
-            self.out.flush()
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
 
 
 def _status_line(path: str | None) -> list[str]:
@@ -294,19 +217,18 @@ async def watch(bootstrap_servers: str, topic: str, *, seconds: float | None, in
             batches = await consumer.getmany(timeout_ms=200, max_records=10_000)
             for records in batches.values():
                 for record in records:
-                    tally.add(decode(record.value, record.timestamp))
+                    tally.add(decode(record.value))
             if time.monotonic() >= next_draw:
                 next_draw += interval
-                text = render(tally.summary(time.time()), width=screen.width(), title=title,
-                              notes=[*notes, *_status_line(status_file)])
-                screen.show(text, tally.changes, elapsed)
+                screen.show(tally.summary(time.time()), elapsed, title=title,
+                            notes=[*notes, *_status_line(status_file)])
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
         await consumer.stop()
     summary = tally.summary(time.time())
-    text = render(summary, width=screen.width(), title=title, notes=[*notes, *_status_line(status_file)])
-    screen.show(text, tally.changes, time.monotonic() - started, final=True)
+    screen.show(summary, time.monotonic() - started, title=title, notes=[*notes, *_status_line(status_file)],
+                final=True)
     return summary
 
 

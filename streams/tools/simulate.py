@@ -47,6 +47,9 @@ from streams.tools.shopping import Payload, Simulation
 
 DUPLICATE_DELAY_S = 120
 """A redelivery arrives within this many seconds after the original."""
+BROWSING = frozenset({"page_view", "product_view", "search"})
+SPARSE_SHARE = 0.1
+"""Before ``full_days``, the share of browsing events kept: a long history that feeds fast."""
 
 
 # --- encoding, noise -------------------------------------------------------------------------
@@ -123,19 +126,34 @@ def parse_start(text: str) -> int:
 
 def simulate(customers: int, days: float, seed: int, start: str = "2026-01-01T00:00:00Z",
              bad_rate: float = 0.0, duplicate_rate: float = 0.0,
-             personas: Sequence[str] | None = None) -> Iterator[bytes]:
+             personas: Sequence[str] | None = None, full_days: float | None = None) -> Iterator[bytes]:
     """Events of ``customers`` simulated customers over ``days``, one JSON object per item.
 
     ``personas`` restricts the population to the named personas (:data:`PERSONA_NAMES`),
-    for a test that needs, say, only lapsing customers.
+    for a test that needs, say, only lapsing customers. ``full_days``: only the last this many
+    days carry every event; before them one browsing event (page and product views, searches)
+    in ten is kept, and every order, cart, profile and consent event.
     """
     if customers < 0 or days <= 0:
         raise ValueError("customers must be >= 0 and days > 0")
+    if full_days is not None and full_days <= 0:
+        raise ValueError("full_days must be > 0")
     for name, rate in (("bad_rate", bad_rate), ("duplicate_rate", duplicate_rate)):
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"{name} must be between 0 and 1, not {rate}")
-    sim = Simulation(customers, days, seed, parse_start(start), personas)
-    return _encode(sim.events(), seed, bad_rate, duplicate_rate)
+    first = parse_start(start)
+    sim = Simulation(customers, days, seed, first, personas)
+    events = sim.events()
+    if full_days is not None and full_days < days:
+        events = _sparse(events, first + math.floor((days - full_days) * 86_400), Random(f"{seed}:sparse"))
+    return _encode(events, seed, bad_rate, duplicate_rate)
+
+
+def _sparse(events: Iterable[tuple[int, Payload]], until: int, rng: Random) -> Iterator[tuple[int, Payload]]:
+    for ts, payload in events:
+        if ts < until and payload[0] in BROWSING and rng.random() >= SPARSE_SHARE:
+            continue
+        yield ts, payload
 
 
 def _encode(events: Iterable[tuple[int, Payload]], seed: int, bad_rate: float,
@@ -205,6 +223,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bad-rate", type=float, default=0.0, help="fraction of bad events added")
     parser.add_argument("--duplicate-rate", type=float, default=0.0,
                         help="fraction of events redelivered shortly after")
+    parser.add_argument("--full-days", type=float, metavar="N",
+                        help="only the last N days carry every event; before them one page view, product "
+                             "view or search in ten is kept (a long history that feeds fast)")
     parser.add_argument("--persona", action="append", choices=PERSONA_NAMES, dest="personas",
                         help="only this persona (repeatable; default: the whole mix)")
     kafka = parser.add_argument_group(
@@ -250,7 +271,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{prog}: --rate needs --kafka and a number of events per second above 0", file=sys.stderr)
         return 2
     options = dict(customers=args.customers, days=args.days, seed=args.seed, start=args.start,
-                   bad_rate=args.bad_rate, duplicate_rate=args.duplicate_rate, personas=args.personas)
+                   bad_rate=args.bad_rate, duplicate_rate=args.duplicate_rate, personas=args.personas,
+                   full_days=args.full_days)
     if args.kafka is not None:
         return _to_kafka(args, options)
     out = "-" if args.out is None else args.out
