@@ -16,7 +16,10 @@ from streams.model.changes import ENTERED, EXITED
 WINDOW_S = 60.0
 """Entries and exits per minute count the changes of this many seconds of event time."""
 CAUGHT_UP_S = 120.0
-"""Event time this close to the wall clock: the history is read, the view is live."""
+"""A change produced this close to its ``at``: the history is read, the view is live."""
+KAFKA_TS = "kafka_ts_ms"
+"""Key under which the view adds the Kafka record timestamp (epoch ms) to a change dict: the
+moment the worker produced it. Produced minus ``at`` is how far behind the worker was."""
 LATEST = 10
 """How many of the latest changes the view lists."""
 
@@ -46,7 +49,8 @@ class ViewSummary:
     last_at: str | None
     """The largest ``at`` seen: how far event time has come."""
     behind_s: float | None = None
-    """How far event time is behind the wall clock; None before any change."""
+    """How far behind the wall clock the worker's event time was when it produced the latest
+    change (without record timestamps: the latest ``at``); None before any change."""
     live_since: float | None = None
     """When (wall clock, epoch seconds) event time first came within :data:`CAUGHT_UP_S`."""
 
@@ -98,6 +102,9 @@ class Tally:
     exited: dict[str, int] = field(default_factory=dict)
     last_at: str | None = None
     live_since: float | None = None
+    lag: float | None = None
+    """Produced minus ``at`` of the latest change produced (seconds)."""
+    _produced: float = 0.0
     _latest: list[tuple[str, int, Mapping[str, Any]]] = field(default_factory=list)
     _recent: deque[tuple[float, str, str]] = field(default_factory=deque)
     _order: itertools.count[int] = field(default_factory=itertools.count)
@@ -124,6 +131,10 @@ class Tally:
             heapq.heappop(self._latest)
         if when > epoch(self.last_at) - self.window_s:
             self._recent.append((when, segment, kind))
+        stamp = change.get(KAFKA_TS)
+        if isinstance(stamp, int | float) and not isinstance(stamp, bool) and stamp / 1000 >= self._produced:
+            self._produced = stamp / 1000
+            self.lag = max(self._produced - when, 0.0)
         return True
 
     def summary(self, now: float) -> ViewSummary:
@@ -133,7 +144,7 @@ class Tally:
         behind = None
         if self.last_at is not None:
             last = epoch(self.last_at)
-            behind = max(now - last, 0.0)
+            behind = self.lag if self.lag is not None else max(now - last, 0.0)
             if self.live_since is None and behind <= CAUGHT_UP_S:
                 self.live_since = now
             # The latest minute of event time: up to now once live (quiet minutes count as

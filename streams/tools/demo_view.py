@@ -39,7 +39,7 @@ from rich.table import Table
 from rich.text import Text
 
 from streams.model.changes import ENTERED
-from streams.tools.demo_tally import SegmentCounts, Tally, ViewSummary
+from streams.tools.demo_tally import KAFKA_TS, SegmentCounts, Tally, ViewSummary
 
 SNAPSHOT = "=== snapshot"
 """First word of every plain snapshot block."""
@@ -133,13 +133,18 @@ def tables(summary: ViewSummary, *, title: str = "", notes: Sequence[str] = ()) 
 # --- Kafka ---------------------------------------------------------------------------------------
 
 
-def decode(value: bytes | None) -> dict[str, Any]:
-    """A record of the changes topic as a change dict (``{}`` if it is not a JSON object)."""
+def decode(value: bytes | None, timestamp_ms: int | None = None) -> dict[str, Any]:
+    """A record of the changes topic as a change dict (``{}`` if it is not a JSON object), with
+    the record's timestamp under :data:`KAFKA_TS` when it has one."""
     try:
         change = orjson.loads(value) if value is not None else None
     except orjson.JSONDecodeError:
         return {}
-    return change if isinstance(change, dict) else {}
+    if not isinstance(change, dict):
+        return {}
+    if timestamp_ms is not None and timestamp_ms >= 0:
+        change[KAFKA_TS] = timestamp_ms
+    return change
 
 
 class Screen:
@@ -217,7 +222,7 @@ async def watch(bootstrap_servers: str, topic: str, *, seconds: float | None, in
             batches = await consumer.getmany(timeout_ms=200, max_records=10_000)
             for records in batches.values():
                 for record in records:
-                    tally.add(decode(record.value))
+                    tally.add(decode(record.value, record.timestamp))
             if time.monotonic() >= next_draw:
                 next_draw += interval
                 screen.show(tally.summary(time.time()), elapsed, title=title,

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.tools.demo_tally import LATEST, Tally, summarize
+from streams.tools.demo_tally import KAFKA_TS, LATEST, Tally, summarize
 from streams.tools.demo_view import SNAPSHOT, Screen, decode, format_reason, render
 
 NOW = 1_800_000_000.0
@@ -119,9 +119,21 @@ def test_an_empty_stream() -> None:
     assert "(no segment changes yet)" in render(summary)
 
 
+def test_a_change_produced_close_to_its_at_means_the_history_is_read() -> None:
+    tally = Tally()
+    # Produced an hour ago, about a moment an hour before that: history is still being read.
+    tally.add(decode(orjson.dumps(change("c1", "s", "entered", at(7200))), int((NOW - 3600) * 1000)))
+    assert tally.summary(NOW).status == "reading history: event time 1h 0m behind the wall clock"
+    # Produced a second after its at, however long ago the last change was: live.
+    tally.add(decode(orjson.dumps(change("c2", "s", "entered", at(600))), int((NOW - 599) * 1000)))
+    assert tally.summary(NOW).live_since == NOW
+
+
 def test_decode_reads_json_objects_only() -> None:
     value = orjson.dumps(change("c1", "s", "entered", "2026-01-01T00:00:00Z"))
     assert decode(value)["customer_id"] == "c1"
+    assert decode(value, 1_700_000_000_123)[KAFKA_TS] == 1_700_000_000_123
+    assert KAFKA_TS not in decode(value, -1)  # Kafka's "no timestamp"
     assert decode(b"\xffnot json") == {}
     assert decode(b"[1, 2]") == {}
     assert decode(None) == {}
