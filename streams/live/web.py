@@ -99,7 +99,9 @@ def register(app: faust.App, customers: Any, readout: Readout, settings: WorkerS
                          "cluster": cluster.caught_up, "this_worker": own,
                          "partitions": sorted(readout.partitions.engines),
                          "pack_version": versions[0] if len(versions) == 1 else versions,
-                         "packs": {str(p): v for p, v in packs.items()}, "pending_deployments": pending})
+                         "packs": {str(p): v for p, v in packs.items()}, "pending_deployments": pending,
+                         "clocks": {str(p): format_instant(e.clock) for p, e in readout.partitions.engines.items()
+                                    if e.clock is not None}})
 
     @app.page("/health/")
     async def health(web: View, request: Request) -> Response:

@@ -104,6 +104,9 @@ class Tally:
     live_since: float | None = None
     lag: float | None = None
     """Produced minus ``at`` of the latest change produced (seconds)."""
+    worker_clock: float | None = None
+    """The worker's event time (its partition furthest behind, epoch seconds), when the view can
+    ask the worker: then that, not the changes, says how far behind it is."""
     _produced: float = 0.0
     _latest: list[tuple[str, int, Mapping[str, Any]]] = field(default_factory=list)
     _recent: deque[tuple[float, str, str]] = field(default_factory=deque)
@@ -141,10 +144,11 @@ class Tally:
         """The state as of ``now`` (the wall clock, epoch seconds)."""
         names = sorted(set(self.entered) | set(self.exited))
         segments = {name: SegmentCounts(self.entered.get(name, 0), self.exited.get(name, 0)) for name in names}
-        behind = None
+        behind = None if self.worker_clock is None else max(now - self.worker_clock, 0.0)
         if self.last_at is not None:
             last = epoch(self.last_at)
-            behind = self.lag if self.lag is not None else max(now - last, 0.0)
+            if behind is None:
+                behind = self.lag if self.lag is not None else max(now - last, 0.0)
             if self.live_since is None and behind <= CAUGHT_UP_S:
                 self.live_since = now
             # The latest minute of event time: up to now once live (quiet minutes count as

@@ -29,6 +29,7 @@ import shutil
 import signal
 import sys
 import time
+import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -39,7 +40,7 @@ from rich.table import Table
 from rich.text import Text
 
 from streams.model.changes import ENTERED
-from streams.tools.demo_tally import KAFKA_TS, SegmentCounts, Tally, ViewSummary
+from streams.tools.demo_tally import KAFKA_TS, SegmentCounts, Tally, ViewSummary, epoch
 
 SNAPSHOT = "=== snapshot"
 """First word of every plain snapshot block."""
@@ -196,11 +197,23 @@ def _status_line(path: str | None) -> list[str]:
     return [tail[-1].strip()] if tail else []
 
 
+def worker_clock(url: str) -> float | None:
+    """The event time of the worker at ``url`` (its ``/segments/``): that of its partition
+    furthest behind, epoch seconds; None if it does not answer or has no clock yet."""
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/segments/", timeout=0.5) as response:
+            clocks = orjson.loads(response.read()).get("clocks") or {}
+        return min(epoch(str(at)) for at in clocks.values()) if clocks else None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 async def watch(bootstrap_servers: str, topic: str, *, seconds: float | None, interval: float = 1.0,
                 screen: Screen, title: str = "", notes: Sequence[str] = (),
-                status_file: str | None = None) -> ViewSummary:
+                status_file: str | None = None, worker_url: str | None = None) -> ViewSummary:
     """Consume ``topic`` from its beginning and show the view until ``seconds`` pass or a
-    SIGINT/SIGTERM arrives; returns the last summary."""
+    SIGINT/SIGTERM arrives; returns the last summary. With ``worker_url`` the worker's own clock
+    says how far behind it is (else the changes do)."""
     from aiokafka import AIOKafkaConsumer
 
     loop = asyncio.get_running_loop()
@@ -225,6 +238,8 @@ async def watch(bootstrap_servers: str, topic: str, *, seconds: float | None, in
                     tally.add(decode(record.value, record.timestamp))
             if time.monotonic() >= next_draw:
                 next_draw += interval
+                if worker_url is not None:
+                    tally.worker_clock = await asyncio.to_thread(worker_clock, worker_url)
                 screen.show(tally.summary(time.time()), elapsed, title=title,
                             notes=[*notes, *_status_line(status_file)])
     finally:
@@ -252,6 +267,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--title", default="", help="first words of the header line")
     parser.add_argument("--note", action="append", default=[], dest="notes", metavar="TEXT",
                         help="a line shown under the header (repeatable)")
+    parser.add_argument("--worker-url", metavar="URL",
+                        help="the worker's HTTP address: its clock says whether history is still being read")
     parser.add_argument("--status-file", metavar="FILE",
                         help="show the last line of FILE under the header (scripts/demo: the feed's log)")
 
@@ -273,7 +290,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         asyncio.run(watch(bootstrap, topic, seconds=args.seconds, interval=args.interval, screen=screen,
                           title=args.title or f"segment changes on {topic}", notes=notes,
-                          status_file=args.status_file))
+                          status_file=args.status_file, worker_url=args.worker_url))
     except KafkaError as error:
         print(f"segmenter demo-view: reading {topic!r} from Kafka at {bootstrap} failed: {error!r}",
               file=sys.stderr)
