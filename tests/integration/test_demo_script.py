@@ -1,6 +1,6 @@
 """scripts/demo end to end, headless, on the test broker: what a user sees, and what it leaves.
 
-About 55 s: the worker's start, 40 s of view (DEMO_SECONDS) in which it reads a year of history
+About 75 s: the worker's start, 60 s of view (DEMO_SECONDS) in which it reads a year of history
 and goes live, the shutdown.
 """
 
@@ -40,7 +40,7 @@ def test_demo_shows_segments_filling_and_leaves_nothing_running(kafka_bootstrap:
     env = {name: value for name, value in os.environ.items() if not name.startswith(("SEGMENTER_", "DEMO_"))}
     env.update({
         "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "DEMO_SECONDS": "40",
+        "DEMO_SECONDS": "60",
         "DEMO_DIR": str(tmp_path / "demo"),
         "DEMO_WEB_PORT": str(_free_port()),
     })
