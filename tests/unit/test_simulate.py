@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 
@@ -244,3 +245,22 @@ def test_simulate_topics_follow_flags_then_the_workers_variables() -> None:
     assert topics_of(args, {}) == ("clickstream", "transactions", "p-flag")
     env = {"SEGMENTER_CLICKSTREAM_TOPIC": "c-env", "SEGMENTER_PROFILES_TOPIC": "p-env"}
     assert topics_of(args, env) == ("c-env", "transactions", "p-flag")
+
+
+def test_full_days_thins_only_older_browsing_and_keeps_every_order() -> None:
+    full = _events(_lines(300, 20))
+    sparse = _events(tuple(simulate(300, 20, SEED, full_days=5)))
+    cutoff = datetime(2026, 1, 16, tzinfo=UTC)  # the default start, 2026-01-01, and 20 - 5 days
+    browsing = {"page_view", "product_view", "search"}
+
+    def count(events: list[Envelope], older: bool, kinds: set[str] | None) -> int:
+        return sum(1 for e in events if (e.ts < cutoff) == older
+                   and (kinds is None or type_of(e) in kinds))
+
+    # Older browsing: about one in ten kept.
+    assert 0.05 < count(sparse, True, browsing) / count(full, True, browsing) < 0.15
+    # Orders, carts and profiles all kept, older or not; recent browsing all kept.
+    others = {"order_completed", "add_to_cart", "profile_updated", "consent_updated", "identify"}
+    assert count(sparse, True, others) == count(full, True, others)
+    assert count(sparse, False, browsing) == count(full, False, browsing)
+    assert tuple(simulate(300, 20, SEED, full_days=5)) == tuple(simulate(300, 20, SEED, full_days=5))
