@@ -43,7 +43,7 @@ from streams.rules.compiled import (
 )
 from streams.rules.compose import SEGMENT_FUNCTIONS, segment_call
 from streams.rules.fields import BOOL, DURATION, NULL, NUMBER, STRING, TIME
-from streams.rules.problems import Kind, did_you_mean
+from streams.rules.problems import Kind, describe, did_you_mean, example, hint, verb
 
 DURATION_FUNCTIONS = {
     "seconds": UNITS["s"], "minutes": UNITS["m"], "hours": UNITS["h"], "days": UNITS["d"],
@@ -113,7 +113,7 @@ class _Compiler:
     def visit(self, node: ast.AST) -> Expr:
         method = getattr(self, f"visit_{type(node).__name__}", None)
         if method is None:
-            raise ExprError(Kind.NOT_ALLOWED, f"{_describe(node)} is not part of the rule language; "
+            raise ExprError(Kind.NOT_ALLOWED, f"{describe(node)} is not part of the rule language; "
                             "use names, literals, and/or/not, comparisons, in [...], + - * /, "
                             "the functions seconds() minutes() hours() days() weeks(), and "
                             "in_segment() time_in_segment()", node)
@@ -137,7 +137,7 @@ class _Compiler:
                             "one event, not the customer's state over time", node)
         if node.id in ("windows", "traits", "consent"):
             raise ExprError(Kind.UNKNOWN_FIELD, f"`{node.id}` needs a name after it, like "
-                            f"`{node.id}.{_example(node.id)}`", node)
+                            f"`{node.id}.{example(node.id)}`", node)
         return self._field(node.id, node)
 
     def visit_Attribute(self, node: ast.Attribute) -> Expr:
@@ -210,17 +210,17 @@ class _Compiler:
                 return const(-inner(None), operand.type)
             return Expr(operand.type, lambda ctx: None if (v := inner(ctx)) is None else -v,
                         reads=operand.reads, nxt=operand.nxt)
-        raise ExprError(Kind.NOT_ALLOWED, f"unary {_describe(node.op)} is not allowed", node)
+        raise ExprError(Kind.NOT_ALLOWED, f"unary {describe(node.op)} is not allowed", node)
 
     def visit_BinOp(self, node: ast.BinOp) -> Expr:
         op = node.op
         if not isinstance(op, ast.Add | ast.Sub | ast.Mult | ast.Div | ast.Mod):
-            raise ExprError(Kind.NOT_ALLOWED, f"{_describe(op)} is not part of the rule language", node)
+            raise ExprError(Kind.NOT_ALLOWED, f"{describe(op)} is not part of the rule language", node)
         left, right = self.visit(node.left), self.visit(node.right)
         typ = arith_type(op, left.type, right.type)
         if typ is None:
-            raise ExprError(Kind.TYPE_MISMATCH, f"cannot {_verb(op)} a {left.type} and a {right.type}"
-                            + _hint(left.type, right.type), node)
+            raise ExprError(Kind.TYPE_MISMATCH, f"cannot {verb(op)} a {left.type} and a {right.type}"
+                            + hint(left.type, right.type), node)
         if isinstance(op, ast.Add | ast.Sub):
             sign = 1 if isinstance(op, ast.Add) else -1
             slope = left.slope + sign * right.slope
@@ -283,7 +283,7 @@ class _Compiler:
         symbol, pyop = _COMPARE[type(op)]
         if left.type != right.type:
             raise ExprError(Kind.TYPE_MISMATCH, f"cannot compare a {left.type} with a {right.type}"
-                            + _hint(left.type, right.type), node)
+                            + hint(left.type, right.type), node)
         if symbol not in ("==", "!=") and left.type not in _ORDER:
             raise ExprError(Kind.TYPE_MISMATCH, f"`{symbol}` needs numbers, times or durations, "
                             f"not a {left.type}", node)
@@ -413,38 +413,3 @@ class _Compiler:
     def _need(expr: Expr, typ: str, node: ast.AST, where: str) -> None:
         if expr.type != typ and expr.type != NULL:
             raise ExprError(Kind.TYPE_MISMATCH, f"{where} needs a {typ}, not a {expr.type}", node)
-
-
-# Specialised closures: these run for every rule on every event, so the common shapes (a field
-# against a literal, two or three parts to and/or) get a function of their own.
-
-
-def _hint(a: str, b: str) -> str:
-    if {a, b} == {DURATION, NUMBER}:
-        return "; write a duration with a unit, like minutes(30) or days(90)"
-    if {a, b} == {TIME, DURATION}:
-        return "; to measure time since a moment, write `now - <time> >= <duration>`"
-    if {a, b} == {TIME, NUMBER}:
-        return "; times compare with times: `now - <time>` is a duration"
-    if STRING in (a, b) and NUMBER in (a, b):
-        return "; quote a string literal, or drop the quotes around a number"
-    return ""
-
-
-def _verb(op: ast.operator) -> str:
-    return {ast.Add: "add", ast.Sub: "subtract", ast.Mult: "multiply", ast.Div: "divide",
-            ast.Mod: "take the remainder of"}.get(type(op), "combine")
-
-
-def _describe(node: ast.AST) -> str:
-    names = {"Lambda": "a lambda", "Subscript": "indexing with [...]", "IfExp": "`x if c else y`",
-             "Dict": "a dict", "ListComp": "a comprehension", "GeneratorExp": "a generator",
-             "JoinedStr": "an f-string", "NamedExpr": "`:=`", "Starred": "`*`", "Await": "`await`",
-             "BitAnd": "`&` (write `and`)", "BitOr": "`|` (write `or`)", "Invert": "`~` (write `not`)",
-             "Pow": "`**`", "FloorDiv": "`//`"}
-    name = type(node).__name__
-    return names.get(name, f"`{name}`")
-
-
-def _example(root: str) -> str:
-    return {"windows": "pricing_views_7d", "traits": "country", "consent": "sms"}[root]

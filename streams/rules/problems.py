@@ -5,12 +5,14 @@ Tests assert on :class:`Kind`, never on wording, so messages are free to improve
 
 from __future__ import annotations
 
+import ast
 import difflib
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from streams.errors import SegmenterError
+from streams.rules.fields import DURATION, NUMBER, STRING, TIME
 
 
 class Kind(enum.Enum):
@@ -78,3 +80,37 @@ class RuleError(SegmenterError):
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
     return f"; did you mean `{close[0]}`?" if close else ""
+
+
+# --- what an expression's problem says ------------------------------------------------------
+
+
+def hint(a: str, b: str) -> str:
+    if {a, b} == {DURATION, NUMBER}:
+        return "; write a duration with a unit, like minutes(30) or days(90)"
+    if {a, b} == {TIME, DURATION}:
+        return "; to measure time since a moment, write `now - <time> >= <duration>`"
+    if {a, b} == {TIME, NUMBER}:
+        return "; times compare with times: `now - <time>` is a duration"
+    if STRING in (a, b) and NUMBER in (a, b):
+        return "; quote a string literal, or drop the quotes around a number"
+    return ""
+
+
+def verb(op: ast.operator) -> str:
+    return {ast.Add: "add", ast.Sub: "subtract", ast.Mult: "multiply", ast.Div: "divide",
+            ast.Mod: "take the remainder of"}.get(type(op), "combine")
+
+
+def describe(node: ast.AST) -> str:
+    names = {"Lambda": "a lambda", "Subscript": "indexing with [...]", "IfExp": "`x if c else y`",
+             "Dict": "a dict", "ListComp": "a comprehension", "GeneratorExp": "a generator",
+             "JoinedStr": "an f-string", "NamedExpr": "`:=`", "Starred": "`*`", "Await": "`await`",
+             "BitAnd": "`&` (write `and`)", "BitOr": "`|` (write `or`)", "Invert": "`~` (write `not`)",
+             "Pow": "`**`", "FloorDiv": "`//`"}
+    name = type(node).__name__
+    return names.get(name, f"`{name}`")
+
+
+def example(root: str) -> str:
+    return {"windows": "pricing_views_7d", "traits": "country", "consent": "sms"}[root]
