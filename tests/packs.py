@@ -22,11 +22,11 @@ over = "7d"
 
 
 def pack_v2(tmp_path: Path) -> Path:
-    """Version 2 of the default pack: electronics_affinity removed, repeat_customer at 3 orders
+    """Version 2 of the default pack: category_affinity (one segment per category) removed, repeat_customer at 3 orders
     (its version raised), and a new segment over a new 7-day window."""
     folder = tmp_path / "rules-v2"
     shutil.copytree(ROOT / "rules", folder, ignore=shutil.ignore_patterns("tests", "templates"))
-    (folder / "electronics_affinity.toml").unlink()
+    (folder / "category_affinity.toml").unlink()
     repeat = folder / "repeat_customer.toml"
     repeat.write_text(repeat.read_text().replace("version = 1", "version = 2")
                       .replace('when = "orders >= 2"', 'when = "orders >= 3"'))

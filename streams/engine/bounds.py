@@ -39,7 +39,9 @@ def largest_record(pack: RulePack, limits: Limits, sources: int = 0, source_leng
     cart = _HEADER + limits.max_cart_lines * (an_id + 1 + 2 * _NUMBER)
     trait = max(_NUMBER, _text(limits.max_trait_length))
     traits = _HEADER + sum(_text(len(name)) + trait for name in pack.traits)
-    windows = _HEADER + sum(_text(len(name)) + _HEADER + 2 * MAX_ENTRIES * _NUMBER for name in pack.windows)
+    windows = _HEADER + sum((w.keep if w.by is not None else 1) * (
+        _text(len(name) + 1 + max(map(len, w.values), default=0)) + _HEADER + 2 * MAX_ENTRIES * _NUMBER)
+        for name, w in pack.windows.items())
     # Per segment: the transition count, since when, the latest activation and its once_per value.
     once = max(_NUMBER, trait, an_id)
     members = 4 * _HEADER + sum(4 * _text(len(rule.name)) + 3 * _NUMBER + once for rule in pack.rules)

@@ -25,7 +25,7 @@ from streams.model.clock import SECOND, Instant, format_instant
 from streams.model.events import Envelope
 from streams.model.state import CustomerState
 from streams.rules.fields import TIME
-from streams.rules.pack import Rule, RulePack, WindowDef
+from streams.rules.pack import KEY, Rule, RulePack, WindowDef
 
 ORDER_TYPES = frozenset({"order_completed", "order_refunded"})
 
@@ -119,13 +119,36 @@ def add_to_windows(state: CustomerState, event: Envelope, defs: Iterable[WindowD
     now = state.clock
     for window in defs:
         value = window.value_of(event)
-        if value is not None:
-            entries = state.windows.get(window.name)
-            if entries is None:
-                entries = state.windows[window.name] = []
-            windows.add(entries, ts, value, now, window.length, windows.COMBINE[window.aggregate])
-            if not entries:
-                del state.windows[window.name]
+        if value is None:
+            continue
+        name = window.name if window.by is None else window.key_of(event)
+        if name is None:
+            continue
+        entries = state.windows.get(name)
+        if entries is None:
+            entries = state.windows[name] = []
+        windows.add(entries, ts, value, now, window.length, windows.COMBINE[window.aggregate])
+        if not entries:
+            del state.windows[name]
+        elif window.by is not None:
+            keep_most_counted(state, window, name)
+
+
+def keep_most_counted(state: CustomerState, window: WindowDef, counted: str | None = None) -> None:
+    """A keyed window keeps ``window.keep`` values: past that, the value counted least (the
+    longest ago among equals) is forgotten, never the one just ``counted``, so a new interest
+    can take a place."""
+    keys = [key for key in window.keys(state) if key != counted]
+    if len(keys) + (counted is not None) <= window.keep:
+        return
+    now, length, aggregate = state.clock, window.length, window.aggregate
+
+    def weight(key: str) -> tuple[float, int, str]:
+        entries = state.windows[key]
+        return windows.total(entries, now, length, aggregate), int(entries[-2]) if entries else 0, key
+
+    for key in sorted(keys, key=weight)[:len(keys) + (counted is not None) - window.keep]:
+        del state.windows[key]
 
 
 def fire(pack: RulePack, key: str, state: CustomerState, at: Instant) -> list[SegmentChange]:
@@ -134,11 +157,12 @@ def fire(pack: RulePack, key: str, state: CustomerState, at: Instant) -> list[Se
         state.clock = at
     now = state.clock
     for window in pack.windows.values():
-        entries = state.windows.get(window.name)
-        if entries is not None:
-            windows.prune(entries, now, window.length)
-            if not entries:
-                del state.windows[window.name]
+        for name in (window.name,) if window.by is None else window.keys(state):
+            entries = state.windows.get(name)
+            if entries is not None:
+                windows.prune(entries, now, window.length)
+                if not entries:
+                    del state.windows[name]
     changes: list[SegmentChange] = []
     _evaluate(pack, key, state, pack.timed_rules, now, changes)
     state.deadline = next_deadline(pack.timed_rules, state, None)
@@ -201,16 +225,22 @@ def merge(pack: RulePack, state: CustomerState, other: CustomerState, other_key:
     state.traits = {**other.traits, **state.traits}
     state.consent_at = _max(state.consent_at, other.consent_at)
     state.traits_at = _max(state.traits_at, other.traits_at)
+    keyed = set()
     for name, entries in other.windows.items():
-        window = pack.windows.get(name)
+        base = name.split(KEY, 1)[0]
+        window = pack.windows.get(base)
         if window is None and shadows:
-            window = shadows.get(name)
+            window = shadows.get(base)
         if window is None:
             continue
         into = state.windows.setdefault(name, [])
         windows.merge(into, entries, state.clock, window.length, windows.COMBINE[window.aggregate])
         if not into:
             del state.windows[name]
+        elif window.by is not None:
+            keyed.add(window)
+    for window in keyed:
+        keep_most_counted(state, window)
     own = set(state.seen)
     times = other.seen_at if len(other.seen_at) == len(other.seen) else [other.clock // SECOND] * len(other.seen)
     for key, second in zip(other.seen, times, strict=True):

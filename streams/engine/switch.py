@@ -14,6 +14,7 @@ shadow becomes the window.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +23,7 @@ from streams.engine import customer as core
 from streams.model.changes import SegmentChange, make
 from streams.model.clock import Instant
 from streams.model.state import CustomerState
-from streams.rules.pack import Rule, RulePack, WindowDef
+from streams.rules.pack import KEY, Rule, RulePack, WindowDef
 
 SHADOW = "@"
 """Separates a shadow window's name from the pack it is kept for: ``name@digest``."""
@@ -40,8 +41,7 @@ def new_windows(before: RulePack, after: RulePack) -> dict[str, WindowDef]:
         kept = before.windows.get(name)
         if kept is None or kept.definition != window.definition:
             shadow = shadow_name(name, after)
-            out[shadow] = WindowDef(shadow, window.events, window.length, window.aggregate, window.where,
-                                    window.value, window.description, window.definition)
+            out[shadow] = dataclasses.replace(window, name=shadow)
     return out
 
 
@@ -159,13 +159,14 @@ class Switch:
         touched = False
         kept = state.windows
         for name, shadow in self.from_shadow.items():
-            entries = kept.pop(shadow, None)
-            if entries:
-                kept[name] = entries
+            # The window (each of its values, if keyed) is replaced by what its shadow holds.
+            for old in [n for n in kept if n == name or n.startswith(name + KEY)]:
+                del kept[old]
                 touched = True
-            elif kept.pop(name, None) is not None:
+            for key in [n for n in kept if n == shadow or n.startswith(shadow + KEY)]:
+                kept[name + key[len(shadow):]] = kept.pop(key)
                 touched = True
-        for name in [n for n in kept if n not in self.new.windows and SHADOW not in n]:
+        for name in [n for n in kept if n.split(KEY, 1)[0] not in self.new.windows and SHADOW not in n]:
             del kept[name]
             touched = True
         for name in [n for n in state.traits if n not in self.keep_traits]:

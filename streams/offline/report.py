@@ -6,6 +6,7 @@ display needed.
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 from streams.model.clock import (
@@ -145,6 +146,8 @@ def chart(report: Report, path: str | Path, title: str = "Segment sizes over tim
         axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncols=3, fontsize=9, frameon=False)
     never = [s.name for s in report.segments if not s.entries]
     if never:
-        axes.text(0.01, 0.98, "never entered: " + ", ".join(never), transform=axes.transAxes,
-                  fontsize=8, va="top", color="dimgray")
+        # Wrapped, and kept out of the layout: a long list must not squeeze the plot away.
+        text = textwrap.fill("never entered: " + ", ".join(never), width=150)
+        axes.text(0.01, 0.98, text, transform=axes.transAxes, fontsize=8, va="top", color="dimgray",
+                  in_layout=False)
     figure.savefig(path)

@@ -53,6 +53,8 @@ class Scope:
     what: str = "field"
     segments: dict[str, Expr] = field(default_factory=dict)
     """The conditions of the segments compiled so far, which ``in_segment`` may read."""
+    keyed: frozenset[str] = frozenset()
+    """Windows kept by a value: only a segment with ``for_each`` may read them."""
     segment_names: frozenset[str] = frozenset()
     """Every segment the pack defines (for a name misspelled, a suggestion)."""
 

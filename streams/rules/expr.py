@@ -148,6 +148,9 @@ class _Compiler:
         if root not in ("windows", "traits", "consent"):
             raise ExprError(Kind.NOT_ALLOWED, f"`{root}` has no parts; only `windows.`, `traits.` and "
                             "`consent.` take a dot", node)
+        if root == "windows" and dotted not in self.scope.fields and name in self.scope.keyed:
+            raise ExprError(Kind.NOT_ALLOWED, f"window `{name}` is kept per value (`by`): read it in a "
+                            "segment with for_each, which reads it for each of its values", node)
         if root == "windows" and dotted not in self.scope.fields:
             raise ExprError(Kind.UNKNOWN_WINDOW, f"window `{name}` is not declared; declare it under "
                             f"[windows.{name}] in pack.toml" + did_you_mean(name, self.scope.windows), node)
@@ -163,7 +166,7 @@ class _Compiler:
             raise ExprError(Kind.UNKNOWN_FIELD, f"unknown {self.scope.what} `{name}`" + did_you_mean(name, choices), node)
         if name == "now":
             return Expr(TIME, spec.get, slope=1, base=lambda _ctx: 0)
-        return Expr(spec.type, spec.get, reads=frozenset({name}), nxt=self.scope.timed.get(name))
+        return Expr(spec.type, spec.get, reads=frozenset({spec.name}), nxt=self.scope.timed.get(name))
 
     # --- functions ---------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ import msgspec
 from streams.model.clock import parse_duration
 from streams.model.events import EVENT_TYPES
 from streams.rules import expr as expressions
+from streams.rules import per_value
 from streams.rules import rfm as rfm_windows
 from streams.rules.activation import (
     CONSENT_CHANNELS,
@@ -44,12 +45,13 @@ from streams.rules.fields import (
     BOOL,
     NUMBER,
     STATE_FIELDS,
+    STRING,
     TRAIT_TYPES,
     Field,
     event_fields,
     trait_field,
 )
-from streams.rules.pack import DEFAULT_ALLOWED_LATENESS, Rule, RulePack, WindowDef
+from streams.rules.pack import DEFAULT_ALLOWED_LATENESS, Rule, RulePack, WindowDef, window_name
 from streams.rules.problems import Kind, Problem, RuleError, did_you_mean
 from streams.rules.rfm import Rfm
 from streams.rules.specs import PackSpec, RfmSpec, SegmentSpec, Settings, WindowSpec
@@ -126,21 +128,26 @@ class _Loader:
         rfm = self._rfm(pack_source, spec.rfm, windows)
         timed: dict[str, NextFn] = {}
         for window in windows.values():
-            name = f"windows.{window.name}"
-            scope_fields[name] = window.field()
-            timed[name] = window.next_change()
+            if window.by is None:  # a keyed one is read per value (per_value.scope_for)
+                name = f"windows.{window.name}"
+                scope_fields[name] = window.field()
+                timed[name] = window.next_change()
         for name, (value, nxt) in (rfm.fields(windows) if rfm else {}).items():
             scope_fields[name] = value
             timed[name] = nxt
-        scope = Scope(scope_fields, timed=timed, windows=frozenset(windows), traits=frozenset(traits))
-        rules = self._rules(scope)
+        scope = Scope(scope_fields, timed=timed, windows=frozenset(windows), traits=frozenset(traits),
+                      keyed=frozenset(n for n, w in windows.items() if w.by is not None))
+        rules = self._rules(scope, windows)
         if self.problems:
             raise RuleError(self.problems)
-        used = {name.removeprefix("windows.") for r in rules for name in r.reads if name.startswith("windows.")}
+        windows = per_value.with_values(windows, rules)
+        used = {window_name(name) for r in rules for name in r.reads if name.startswith("windows.")}
         used |= {rfm_windows.ORDERS, rfm_windows.SPEND} if rfm else set()
         kept = {n: w for n, w in windows.items() if n in used}
         fields = {n: f for n, f in scope_fields.items()
                   if not n.startswith("windows.") or n.removeprefix("windows.") in used}
+        fields.update({name: windows[window_name(name)].value_field(name[name.index("[") + 1:-1])[0]
+                       for r in rules for name in r.reads if name.startswith("windows.") and name.endswith("]")})
         rules = _with_definitions(rules, windows, traits, rfm)
         activation = self._activation(pack_source, spec, {rule.name for rule in rules}, traits)
         if self.problems:
@@ -242,11 +249,19 @@ class _Loader:
                               "needs a `value`, like value = \"total\"", line=header)
             else:
                 value = self._expression(source, spec.value, scope, NUMBER, "value", f"window {name}", header)
+            by = None
+            if spec.by is not None:
+                by = self._expression(source, spec.by, scope, STRING, "by", f"window {name}", header)
+                if spec.keep < 1:
+                    self._problem(Kind.BAD_VALUE, PACK_FILE, f"window {name!r}: keep at least 1 value",
+                                  key="keep", line=source.line_of("keep", header or 0) if source else None)
             if len(self.problems) == before:
                 definition = (f"events={sorted(spec.events)} over={length} aggregate={spec.aggregate} "
                               f"where={spec.where!r} value={spec.value!r}")
+                if by is not None:
+                    definition += f" by={spec.by!r} keep={spec.keep}"
                 windows[name] = WindowDef(name, tuple(spec.events), length, spec.aggregate, where, value,
-                                          spec.description, definition)
+                                          spec.description, definition, by, spec.keep if by else 0)
         return windows
 
     def _rfm(self, source: _Source | None, spec: RfmSpec | None, windows: dict[str, WindowDef]) -> Rfm | None:
@@ -318,8 +333,8 @@ class _Loader:
 
     # --- segments --------------------------------------------------------------------------
 
-    def _rules(self, scope: Scope) -> list[Rule]:
-        specs: dict[str, tuple[SegmentSpec, _Source, str]] = {}
+    def _rules(self, scope: Scope, windows: dict[str, WindowDef]) -> list[Rule]:
+        specs: dict[str, tuple[SegmentSpec, _Source, str, str | None]] = {}
         for path in sorted(self.directory.glob("*.toml")):
             if path.name == PACK_FILE:
                 continue
@@ -330,40 +345,49 @@ class _Loader:
             if not NAME.match(spec.name):
                 self._problem(Kind.BAD_VALUE, path.name, f"segment name {spec.name!r} must be lower_snake_case",
                               rule=spec.name, key="name", line=source.line_of("name"))
-            if spec.name in specs:
-                self._problem(Kind.DUPLICATE, path.name, f"segment {spec.name!r} is also defined in "
-                              f"{specs[spec.name][1].name}", rule=spec.name, key="name", line=source.line_of("name"))
-                continue
             when = spec.when
             if spec.requires_consent:
                 when = f"({when}) and consent.{spec.requires_consent}"
-            specs[spec.name] = (spec, source, when)
-        order, cycles = judging_order({name: segments_read(when) for name, (_, _, when) in specs.items()})
+            try:
+                names = per_value.segment_names(spec.name, spec.for_each) if spec.for_each is not None else [
+                    (spec.name, None)]
+            except ValueError as exc:
+                self._problem(Kind.BAD_VALUE, path.name, str(exc), rule=spec.name, key="for_each",
+                              line=source.line_of("for_each"))
+                continue
+            for name, value in names:
+                if name in specs:
+                    self._problem(Kind.DUPLICATE, path.name, f"segment {name!r} is also defined in "
+                                  f"{specs[name][1].name}", rule=name, key="name", line=source.line_of("name"))
+                    continue
+                specs[name] = (spec, source, when, value)
+        order, cycles = judging_order({name: segments_read(when) for name, (_, _, when, _) in specs.items()})
         for cycle in cycles:
-            _, source, _ = specs[cycle[0]]
+            source = specs[cycle[0]][1]
             self._problem(Kind.CYCLE, source.name, "segments read each other in a cycle: "
                           + " -> ".join(cycle), rule=cycle[0], key="when", line=source.line_of("when"))
         scope.segment_names = frozenset(specs)
         rules: list[Rule] = []
         for name in order:
-            spec, source, when = specs[name]
-            condition = self._expression(source, when, scope, BOOL, "when", spec.name, 0, original=spec.when)
-            self._policies(spec, source, scope.fields)
+            spec, source, when, value = specs[name]
+            seen = scope if value is None else per_value.scope_for(scope, windows, value)
+            condition = self._expression(source, when, seen, BOOL, "when", name, 0, original=spec.when)
+            self._policies(name, spec, source, scope.fields)
             if condition is not None:
                 scope.segments[name] = condition
-                rules.append(Rule(spec.name, spec.version, condition, source.name, spec.description.strip(),
+                rules.append(Rule(name, spec.version, condition, source.name, spec.description.strip(),
                                   tuple(spec.tags), spec.requires_consent, definition=when))
         if not specs and not self.problems:
             self._problem(Kind.BAD_FILE, str(self.directory), "no segment files (*.toml besides pack.toml)")
         return rules
 
-    def _policies(self, spec: SegmentSpec, source: _Source, fields: dict[str, Field]) -> None:
+    def _policies(self, name: str, spec: SegmentSpec, source: _Source, fields: dict[str, Field]) -> None:
         """A segment's activation policies (``cooldown``, ``once_per``)."""
         if spec.cooldown is not None:
             try:
-                self.cooldowns[spec.name] = parse_duration(spec.cooldown)
+                self.cooldowns[name] = parse_duration(spec.cooldown)
             except ValueError as exc:
-                self._problem(Kind.BAD_VALUE, source.name, str(exc), rule=spec.name, key="cooldown",
+                self._problem(Kind.BAD_VALUE, source.name, str(exc), rule=name, key="cooldown",
                               line=source.line_of("cooldown"))
         if spec.once_per is not None:
             readable = {n: f for n, f in fields.items() if n != "now" and not n.startswith("windows.")}
@@ -371,9 +395,9 @@ class _Loader:
             if once is None:
                 self._problem(Kind.UNKNOWN_FIELD, source.name, f"once_per {spec.once_per!r} is not a field of "
                               f"the customer's record{did_you_mean(spec.once_per, readable)}",
-                              rule=spec.name, key="once_per", line=source.line_of("once_per"))
+                              rule=name, key="once_per", line=source.line_of("once_per"))
             else:
-                self.once_per[spec.name] = once
+                self.once_per[name] = once
 
     def _expression(self, source: _Source | None, text: str | None, scope: Scope, want: str, key: str,
                     rule: str, after: int | None, *, original: str | None = None) -> Expr | None:
@@ -408,7 +432,7 @@ def _with_definitions(rules: list[Rule], windows: dict[str, WindowDef], traits: 
         parts = [f"version={rule.version}", f"when={rule.definition}"]
         for name in sorted(rule.reads):
             if name.startswith("windows."):
-                parts.append(f"{name}: {windows[name.removeprefix('windows.')].definition}")
+                parts.append(f"{name}: {windows[window_name(name)].definition}")
             elif name.startswith("traits."):
                 parts.append(f"{name}: {traits[name.removeprefix('traits.')]}")
             elif name.startswith("rfm_") and rfm is not None:

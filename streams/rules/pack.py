@@ -14,6 +14,13 @@ from streams.rules.compiled import Expr
 from streams.rules.fields import NUMBER, SEEN_CHANGED, Field
 
 DEFAULT_ALLOWED_LATENESS: Duration = 7 * DAY
+KEY = "#"
+"""Separates a keyed window's name from the value in a record's windows: ``name#value``."""
+
+
+def window_name(name: str) -> str:
+    """The window a field name reads (``windows.x[value]`` reads ``x``), without ``windows.``."""
+    return name.removeprefix("windows.").split("[", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -30,6 +37,36 @@ class WindowDef:
     description: str = ""
     definition: str = ""
     """What the window counts, as text: two windows with the same definition hold the same entries."""
+    by: Expr | None = None
+    """Keyed: one window per value of this event field, kept under ``<name>#<value>``."""
+    keep: int = 0
+    """Keyed: the values kept per customer (the most counted; the latest among equals)."""
+    values: frozenset[str] = frozenset()
+    """Keyed: the values some segment reads; events with another value are not counted."""
+
+    def key_of(self, event: Any) -> str | None:
+        """Where a keyed window puts this event: ``<name>#<value>``, or None if not counted."""
+        assert self.by is not None
+        value = self.by.fn(event)
+        return f"{self.name}{KEY}{value}" if value in self.values else None
+
+    def keys(self, state: Any) -> list[str]:
+        """A keyed window's entries in a record, one per value kept."""
+        prefix = self.name + KEY
+        return [name for name in state.windows if name.startswith(prefix)]
+
+    def value_field(self, value: str) -> tuple[Field, Callable[[Any], int | None]]:
+        """A keyed window's value for one of its values, as a rule reads it, and its next change."""
+        key, length, aggregate = f"{self.name}{KEY}{value}", self.length, self.aggregate
+
+        def get(state: Any) -> Any:
+            return total(state.windows.get(key), state.clock, length, aggregate)
+
+        def nxt(state: Any) -> int | None:
+            return next_expiry(state.windows.get(key), state.clock, length)
+
+        doc = f"{self.description or 'window ' + self.name}, for {value}"
+        return Field(f"windows.{self.name}[{value}]", NUMBER, get, doc, frozenset()), nxt
 
     def field(self) -> Field:
         """The window's value, as a rule reads it: its aggregate at the customer's now."""
@@ -122,7 +159,7 @@ class RulePack:
         for name, spec in self.fields.items():
             types = set(spec.changed_by)
             if name.startswith("windows."):
-                types |= set(self.windows[name.removeprefix("windows.")].events) | {"identify"}
+                types |= set(self.windows[window_name(name)].events) | {"identify"}
             for event_type in types:
                 changed_by.setdefault(event_type, set()).add(name)
         seen_names = changed_by.get(SEEN_CHANGED, set())

@@ -23,6 +23,10 @@ class WindowSpec(StrictFile):
     where: str | None = None
     value: str | None = None
     description: str = ""
+    by: str | None = None
+    """An event field (a string): one window per value of it, read by segments with ``for_each``."""
+    keep: int = 5
+    """With ``by``: the values kept per customer, the most counted."""
 
 
 class ActivationSpec(StrictFile):
@@ -70,3 +74,5 @@ class SegmentSpec(StrictFile):
     """No new activation for this segment within this long of the last one (docs/activation.md)."""
     once_per: str | None = None
     """A field: no new activation for this segment while it has the value it had at the last one."""
+    for_each: list[str] | None = None
+    """One segment per value (``<name>_<value>``), each reading the windows kept ``by`` it for that value."""

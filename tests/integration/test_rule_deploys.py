@@ -97,10 +97,11 @@ def test_a_pack_deployed_on_running_workers_gives_replays_output_and_a_rollback_
 
     switched = switch_changes(live, at)
     assert switched == preview, "the preview's counts are what the switch sent"
-    assert switched["electronics_affinity"][0] == 0 and switched["electronics_affinity"][1] > 0
+    assert switched["category_affinity_electronics"][0] == 0 and switched["category_affinity_electronics"][1] > 0
     assert switched["pricing_lurker"][0] > 0, "judged on the 7 days of history before the switch"
     assert switched["repeat_customer"][1] > 0
-    removed = [c for c in live if c["segment"] == "electronics_affinity" and c["at"] == format_instant(at)]
+    removed = [c for c in live if c["segment"] == "category_affinity_electronics" and c["at"] == format_instant(at)]
     assert all(c["reason"] == {"deployment": {"pack_version": "2", "rule": "removed"}} for c in removed)
     assert switch_changes(live, back_at) == back_preview
-    assert set(back_preview) == {"electronics_affinity", "repeat_customer", "pricing_lurker"}
+    assert {"category_affinity_electronics", "repeat_customer", "pricing_lurker"} <= set(back_preview)
+    assert all(s.startswith("category_affinity_") for s in set(back_preview) - {"repeat_customer", "pricing_lurker"})

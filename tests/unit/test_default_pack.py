@@ -71,15 +71,15 @@ def test_mobile_high_intent_needs_mobile_views_a_cart_and_push_consent() -> None
     assert s.transitions("c1", "mobile_high_intent")[-1] == ("exited", iso(minutes(7)))
 
 
-def test_electronics_affinity_counts_only_electronics_views() -> None:
+def test_category_affinity_counts_each_category_on_its_own() -> None:
     s = Scenario()
     s.product_view("c1", 0, category="electronics")
     s.product_view("c1", hours(1), category="books")
     s.product_view("c1", hours(2), category="electronics")
-    assert s.transitions("c1", "electronics_affinity") == []
+    assert s.transitions("c1", "category_affinity_electronics") == []
     s.product_view("c1", hours(3), category="electronics")
     s.advance(days(31))
-    assert s.transitions("c1", "electronics_affinity") == [
+    assert s.transitions("c1", "category_affinity_electronics") == [
         ("entered", iso(hours(3))), ("exited", iso(days(30)))]
 
 

@@ -34,7 +34,7 @@ def feed(engine: Engine, *raws: bytes) -> list[SegmentChange]:
 
 def history() -> list[bytes]:
     return [
-        # c1: electronics fan (electronics_affinity), two orders (repeat_customer under v1)
+        # c1: electronics fan (category_affinity_electronics), two orders (repeat_customer under v1)
         *[event("product_view", hours(i), "c1", category="electronics", product_id=f"p{i}") for i in range(3)],
         event("order_completed", hours(4), "c1", order_id="o1", total=20.0),
         event("order_completed", hours(5), "c1", order_id="o2", total=30.0),
@@ -56,14 +56,14 @@ def test_the_switch_exits_removed_judges_changed_and_fills_new_windows_from_hist
     v1 = load_pack(DEFAULT_RULES)
     engine = Engine(v1, deployments=[scheduled(pack_v2(tmp_path), START + SWITCH)])
     before = feed(engine, *history())
-    assert by(before, "c1", "electronics_affinity") == [("entered", iso(hours(2)))]
+    assert by(before, "c1", "category_affinity_electronics") == [("entered", iso(hours(2)))]
     assert by(before, "c1", "repeat_customer") == [("entered", iso(hours(5)))]
     after = engine.finish(START + SWITCH + minutes(1))
     at = iso(SWITCH)
-    assert by(after, "c1", "electronics_affinity") == [("exited", at)]
+    assert by(after, "c1", "category_affinity_electronics") == [("exited", at)]
     assert by(after, "c1", "repeat_customer") == [("exited", at)]
     assert by(after, "c2", "pricing_lurker") == [("entered", at)]
-    removed = next(c for c in after if c.segment == "electronics_affinity")
+    removed = next(c for c in after if c.segment == "category_affinity_electronics")
     assert removed.reason == {"deployment": {"pack_version": "2", "rule": "removed"}}
     lurker = next(c for c in after if c.segment == "pricing_lurker")
     assert lurker.reason == {"windows.pricing_views_7d_new": 2,
@@ -72,7 +72,7 @@ def test_the_switch_exits_removed_judges_changed_and_fills_new_windows_from_hist
     assert engine.pack.version == "2"
     # Nothing else moved: the switch judged only what changed.
     assert {(c.customer_id, c.segment) for c in after} == {
-        ("c1", "electronics_affinity"), ("c1", "repeat_customer"), ("c2", "pricing_lurker")}
+        ("c1", "category_affinity_electronics"), ("c1", "repeat_customer"), ("c2", "pricing_lurker")}
 
 
 def test_before_the_instant_the_old_pack_and_at_it_the_new(tmp_path: Path) -> None:
@@ -94,7 +94,7 @@ def test_a_rollback_is_a_deployment_like_any_other(tmp_path: Path) -> None:
                                       scheduled(DEFAULT_RULES, back)])
     feed(engine, *history())
     changes = engine.finish(back + minutes(1))
-    assert by(changes, "c1", "electronics_affinity") == [("exited", iso(SWITCH)), ("entered", iso(SWITCH + days(1)))]
+    assert by(changes, "c1", "category_affinity_electronics") == [("exited", iso(SWITCH)), ("entered", iso(SWITCH + days(1)))]
     assert by(changes, "c1", "repeat_customer") == [("exited", iso(SWITCH)), ("entered", iso(SWITCH + days(1)))]
     assert by(changes, "c2", "pricing_lurker") == [("entered", iso(SWITCH)), ("exited", iso(SWITCH + days(1)))]
     assert engine.pack.version == "1"

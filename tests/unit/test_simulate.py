@@ -189,7 +189,7 @@ def test_a_month_of_2000_customers_exercises_the_default_pack() -> None:
     segments = {segment for segment, _ in engine.stats.changes}
     expected = {"cart_abandoner", "sms_cart_recovery", "frequent_cart_abandoner", "high_intent_lead",
                 "high_ticket_buyer", "mobile_high_intent", "new_visitor", "first_time_buyer",
-                "repeat_customer", "electronics_affinity"}
+                "repeat_customer", "category_affinity_electronics"}
     assert len(segments) >= 8
     assert expected <= segments, expected - segments
     assert engine.stats.bad == 0 and engine.stats.duplicates == 0
