@@ -99,11 +99,13 @@ def apply_event(pack: RulePack, key: str, state: CustomerState, event: Envelope,
         update = _UPDATES.get(tag)
         if update is not None:
             update(state, event, ts)
-    add_to_windows(state, event, pack.windows_for_type.get(tag, ()), ts)
+    counted = add_to_windows(state, event, pack.windows_for_type.get(tag, ()), ts)
     if not state.identified:
         return []
     due = state.deadline is not None and state.deadline <= now
     rules = pack.rules if evaluate_all else pack.affected[tag, due, seen_changed]
+    if counted and not evaluate_all:
+        rules = _with_values(pack, rules, counted)
     changes: list[SegmentChange] = []
     _evaluate(pack, key, state, rules, now, changes)
     if evaluate_all or due:
@@ -114,9 +116,20 @@ def apply_event(pack: RulePack, key: str, state: CustomerState, event: Envelope,
     return changes
 
 
-def add_to_windows(state: CustomerState, event: Envelope, defs: Iterable[WindowDef], ts: Instant) -> None:
-    """The event counted in each of these windows that takes it, at the customer's now."""
+def _with_values(pack: RulePack, rules: tuple[Rule, ...], counted: list[str]) -> tuple[Rule, ...]:
+    """``rules`` and those reading the keyed values an event changed, in pack order."""
+    extra = {rule.name: rule for key in counted for rule in pack.by_value.get(key, ())}
+    if not extra:
+        return rules
+    extra.update((rule.name, rule) for rule in rules)
+    return tuple(sorted(extra.values(), key=lambda rule: pack.rank[rule.name]))
+
+
+def add_to_windows(state: CustomerState, event: Envelope, defs: Iterable[WindowDef], ts: Instant) -> list[str]:
+    """The event counted in each of these windows that takes it, at the customer's now; the
+    values of keyed windows it changed (counted, or forgotten to make room)."""
     now = state.clock
+    counted: list[str] = []
     for window in defs:
         value = window.value_of(event)
         if value is None:
@@ -125,30 +138,38 @@ def add_to_windows(state: CustomerState, event: Envelope, defs: Iterable[WindowD
         if name is None:
             continue
         entries = state.windows.get(name)
+        created = entries is None
         if entries is None:
             entries = state.windows[name] = []
         windows.add(entries, ts, value, now, window.length, windows.COMBINE[window.aggregate])
         if not entries:
             del state.windows[name]
-        elif window.by is not None:
-            keep_most_counted(state, window, name)
+        if window.by is not None:
+            counted.append(name)
+            if created and entries:  # only a value new to the record adds one to keep
+                counted += keep_most_counted(state, window, name)
+    return counted
 
 
-def keep_most_counted(state: CustomerState, window: WindowDef, counted: str | None = None) -> None:
+def keep_most_counted(state: CustomerState, window: WindowDef, counted: str | None = None) -> list[str]:
     """A keyed window keeps ``window.keep`` values: past that, the value counted least (the
     longest ago among equals) is forgotten, never the one just ``counted``, so a new interest
-    can take a place."""
+    can take a place. Returns the values forgotten."""
+    if len(state.windows) <= window.keep:
+        return []
     keys = [key for key in window.keys(state) if key != counted]
     if len(keys) + (counted is not None) <= window.keep:
-        return
+        return []
     now, length, aggregate = state.clock, window.length, window.aggregate
 
     def weight(key: str) -> tuple[float, int, str]:
         entries = state.windows[key]
         return windows.total(entries, now, length, aggregate), int(entries[-2]) if entries else 0, key
 
-    for key in sorted(keys, key=weight)[:len(keys) + (counted is not None) - window.keep]:
+    forgotten = sorted(keys, key=weight)[:len(keys) + (counted is not None) - window.keep]
+    for key in forgotten:
         del state.windows[key]
+    return forgotten
 
 
 def fire(pack: RulePack, key: str, state: CustomerState, at: Instant) -> list[SegmentChange]:

@@ -143,6 +143,12 @@ class RulePack:
     affected: dict[tuple[str, bool, bool], tuple[Rule, ...]] = field(default_factory=dict)
     """(event type, deadline due, device/channel/first_seen changed) -> the rules to re-evaluate,
     in pack order: those reading something the event can change, plus the timed ones when due."""
+    by_value: dict[str, tuple[Rule, ...]] = field(default_factory=dict)
+    """A keyed window's value in a record (``name#value``) -> the rules reading it: an event
+    that counts a value re-evaluates those, not the rules of every value (``affected`` leaves
+    them out, except for ``identify``)."""
+    rank: dict[str, int] = field(default_factory=dict)
+    """Rule name -> its place in the pack's order."""
     _reads: dict[str, tuple[tuple[str, str, Callable[[Any], Any]], ...]] = field(default_factory=dict)
     """Rule name -> (field, type, getter) of what it reads, sorted: a change's reason, ready-made."""
 
@@ -163,8 +169,17 @@ class RulePack:
             for event_type in types:
                 changed_by.setdefault(event_type, set()).add(name)
         seen_names = changed_by.get(SEEN_CHANGED, set())
+        keyed = {name for name in self.fields if name.startswith("windows.") and name.endswith("]")}
+        by_value: dict[str, list[Rule]] = {}
+        for rule in self.rules:
+            for name in rule.reads & keyed:
+                by_value.setdefault(f"{window_name(name)}{KEY}{name[name.index('[') + 1:-1]}", []).append(rule)
+        self.by_value = {k: tuple(v) for k, v in by_value.items()}
+        self.rank = {rule.name: n for n, rule in enumerate(self.rules)}
         for event_type in EVENT_TYPES:
             names = changed_by.get(event_type, set())
+            if event_type != "identify":
+                names = names - keyed
             for due in (False, True):
                 for seen in (False, True):
                     touched = names | seen_names if seen else names
