@@ -4,7 +4,8 @@ Everything is decided in event time, from the customer's record alone, so replay
 worker give the same activations. For an ``entered`` change of a segment feeding a channel, in
 this order: consent on the channel at the change, priority (not while in a higher segment of
 its group), once per value of the segment's ``once_per`` field (one text per cart), the
-segment's cool-down (since its latest activation), the channel's cap (sends within its period), then quiet hours in the customer's time zone, which hold the message (its
+segment's cool-down (since its latest activation), the channel's cap (sends within its
+period), then quiet hours in the customer's time zone, which hold the message (its
 ``send_at``) rather than drop it. An ``exited`` change, a consent withdrawn, a higher segment of
 the group entered or an erasure cancels what is still held. Each suppression is counted by
 policy, segment and channel.
@@ -152,26 +153,28 @@ def _after_quiet_hours(quiet: QuietHours, settings: Settings, state: CustomerSta
 
 def _cancel(state: CustomerState, out: list[Activation], now: Instant, key: str,
             which: Callable[[list[Any]], bool], why: str) -> None:
-    keep = []
+    keep, cancelled = [], []
     for held in state.held:
         if which(held):
             ident, channel, segment, send_at, change_id = held[:5]
             out.append(Activation(ident, CANCEL, channel, key, segment, change_id, format_instant(now),
                                   format_instant(send_at), {"cancelled": why}, consent_of(state)))
-            _never_sent(state, held)
+            cancelled.append(held)
         else:
             keep.append(held)
     state.held = keep
+    for held in cancelled:
+        _never_sent(state, held, still_held=any(other[4] == held[4] for other in keep))
 
 
-def _never_sent(state: CustomerState, held: list[Any]) -> None:
+def _never_sent(state: CustomerState, held: list[Any], *, still_held: bool) -> None:
     """A cancelled message did not reach the customer: it counts for no cap, and unless another
-    channel sent that activation, for no cool-down or ``once_per`` either."""
+    channel sent that activation (or still holds it), for no cool-down or ``once_per`` either."""
     channel, segment, send_at = held[1], held[2], held[3]
     sends = state.sent.get(channel)
     if sends and send_at in sends:
         sends.remove(send_at)
-    if len(held) < 7 or held[5] == -1:
+    if len(held) < 7 or held[5] == -1 or still_held:
         return
     prior_at, prior_once = held[5], held[6]
     if prior_at is None:

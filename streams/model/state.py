@@ -73,7 +73,9 @@ class CustomerState(msgspec.Struct, array_like=True, omit_defaults=True, gc=Fals
     sent: dict[str, list[int]] = msgspec.field(default_factory=dict)
     """channel -> send times of its latest activations (as many as its cap counts)."""
     held: list[list[Any]] = msgspec.field(default_factory=list)
-    """Activations not gone out yet: [activation_id, channel, segment, send_at, change_id]."""
+    """Activations not gone out yet: [activation_id, channel, segment, send_at, change_id,
+    the segment's activation time before this one (-1: another channel sent this one), [its
+    once_per value before] or None]; the last two undo the activation if it is cancelled."""
     cart_started_at: Instant | None = None
     """Time of the add_to_cart that put an item into an empty cart: which cart this is."""
     activated_on: dict[str, Any] = msgspec.field(default_factory=dict)
