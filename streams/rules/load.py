@@ -54,10 +54,9 @@ from streams.rules.fields import (
 from streams.rules.pack import DEFAULT_ALLOWED_LATENESS, Rule, RulePack, WindowDef, window_name
 from streams.rules.problems import Kind, Problem, RuleError, did_you_mean
 from streams.rules.rfm import Rfm
-from streams.rules.specs import PackSpec, RfmSpec, SegmentSpec, Settings, WindowSpec
+from streams.rules.specs import NAME, PackSpec, RfmSpec, SegmentSpec, Settings, WindowSpec
 
 PACK_FILE = "pack.toml"
-NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 @dataclass

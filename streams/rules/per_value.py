@@ -8,12 +8,10 @@ its ``keep`` most counted, so a record stays within its bound however many value
 from __future__ import annotations
 
 import dataclasses
-import re
 
 from streams.rules.compiled import Scope
 from streams.rules.pack import Rule, WindowDef, window_name
-
-NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+from streams.rules.specs import NAME
 
 
 def segment_names(name: str, values: list[str]) -> list[tuple[str, str]]:

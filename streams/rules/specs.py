@@ -3,9 +3,13 @@ keys, so a misspelt key is an error with its path, not a setting silently ignore
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 import msgspec
+
+NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+"""A segment's, window's or channel's name: lower_snake_case."""
 
 
 class StrictFile(msgspec.Struct, forbid_unknown_fields=True):
