@@ -163,7 +163,8 @@ class _Compiler:
         spec = self.scope.fields.get(name)
         if spec is None:
             choices = [n for n in self.scope.fields if not n.startswith(("windows.", "traits."))]
-            raise ExprError(Kind.UNKNOWN_FIELD, f"unknown {self.scope.what} `{name}`" + did_you_mean(name, choices), node)
+            hint = "; RFM needs an [rfm] table in pack.toml" if name.startswith("rfm_") else did_you_mean(name, choices)
+            raise ExprError(Kind.UNKNOWN_FIELD, f"unknown {self.scope.what} `{name}`" + hint, node)
         if name == "now":
             return Expr(TIME, spec.get, slope=1, base=lambda _ctx: 0)
         return Expr(spec.type, spec.get, reads=frozenset({spec.name}), nxt=self.scope.timed.get(name))

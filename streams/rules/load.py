@@ -272,7 +272,7 @@ class _Loader:
             rfm = rfm_windows.parse(spec)
         except ValueError as exc:
             self._problem(Kind.BAD_VALUE, PACK_FILE, str(exc), key="rfm", line=line)
-            return None
+            rfm = rfm_windows.STAND_IN  # the pack is refused; rules reading RFM still say what else is wrong
         for name in (rfm_windows.ORDERS, rfm_windows.SPEND):
             if name in windows:
                 self._problem(Kind.DUPLICATE, PACK_FILE, f"window {name!r} is the name RFM keeps its own "

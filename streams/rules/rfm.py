@@ -17,12 +17,13 @@ are deadlines like any other, so a score changes when time alone changes it.
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
-from streams.model.clock import Duration, format_duration, parse_duration
+from streams.model.clock import DAY, Duration, format_duration, parse_duration
 from streams.rules.compiled import Expr
 from streams.rules.fields import NUMBER, Field
 from streams.rules.pack import WindowDef
@@ -85,6 +86,10 @@ class Rfm:
         return last + self.recency[passed] if passed < len(self.recency) else None
 
 
+STAND_IN = Rfm(365 * DAY, tuple(d * DAY for d in (1, 2, 3, 4)), (1, 2, 3, 4), (1, 2, 3, 4))
+"""Fields for the rules to compile against when ``[rfm]`` is wrong (the pack is refused anyway)."""
+
+
 def _score(value: Callable[[Any], Any], cuts: tuple[float, ...]) -> Callable[[Any], int]:
     def score(state: Any) -> int:
         return 1 + bisect.bisect_right(cuts, value(state) or 0)
@@ -95,11 +100,15 @@ def _score(value: Callable[[Any], Any], cuts: tuple[float, ...]) -> Callable[[An
 def parse(spec: RfmSpec) -> Rfm:
     """The pack's ``[rfm]``, or ValueError saying what is wrong with it."""
     horizon = parse_duration(spec.horizon)
+    if horizon <= 0:
+        raise ValueError(f"rfm.horizon {spec.horizon!r}: frequency and monetary value need a horizon above 0")
     recency = tuple(parse_duration(text) for text in spec.recency)
     for name, cuts in (("recency", recency), ("frequency", spec.frequency), ("monetary", spec.monetary)):
-        if len(cuts) != 4 or any(b <= a for a, b in pairwise(cuts)):
+        if (len(cuts) != 4 or any(b <= a for a, b in pairwise(cuts))
+                or not all(0 < c < math.inf if name == "recency" else 0 <= c < math.inf for c in cuts)):
             raise ValueError(f"rfm.{name}: four cut points, each above the one before (they part scores "
-                             f"1 to 5), not {list(cuts) if name != 'recency' else spec.recency}")
+                             f"1 to 5), finite and {'above' if name == 'recency' else 'at least'} 0, not "
+                             f"{list(cuts) if name != 'recency' else spec.recency}")
     return Rfm(horizon, recency, tuple(spec.frequency), tuple(spec.monetary))
 
 

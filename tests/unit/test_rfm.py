@@ -85,10 +85,29 @@ def test_scores_are_null_or_lowest_before_any_order(tmp_path: Path) -> None:
      "rfm.frequency: four cut points, each above the one before"),
     ('[rfm]\nhorizon = "a year"\nrecency = ["1d", "2d", "3d", "4d"]\nfrequency = [1, 2, 3, 4]\nmonetary = [1, 2, 3, 4]',
      "a year"),
+    ('[rfm]\nhorizon = "0d"\nrecency = ["1d", "2d", "3d", "4d"]\nfrequency = [1, 2, 3, 4]\nmonetary = [1, 2, 3, 4]',
+     "rfm.horizon '0d': frequency and monetary value need a horizon above 0"),
+    ('[rfm]\nrecency = ["0d", "2d", "3d", "4d"]\nfrequency = [1, 2, 3, 4]\nmonetary = [1, 2, 3, 4]',
+     "rfm.recency: four cut points"),
+    ('[rfm]\nrecency = ["1d", "2d", "3d", "4d"]\nfrequency = [-1, 2, 3, 4]\nmonetary = [1, 2, 3, 4]',
+     "rfm.frequency: four cut points"),
+    ('[rfm]\nrecency = ["1d", "2d", "3d", "4d"]\nfrequency = [1, 2, 3, 4]\nmonetary = [1, 2, 3, nan]',
+     "rfm.monetary: four cut points"),
 ])
 def test_a_bad_rfm_table_is_refused_with_what_is_wrong(tmp_path: Path, table: str, message: str) -> None:
     problems = check_pack(pack_with(tmp_path, {}, table))
     assert any(message in p.message and p.file == "pack.toml" for p in problems), problems
+    # Only what is wrong: the segments reading RFM are not reported for it.
+    assert all(p.file == "pack.toml" for p in problems), problems
+
+
+def test_a_rule_reading_rfm_without_an_rfm_table_says_so(tmp_path: Path) -> None:
+    folder = pack_with(tmp_path, {})
+    text = (folder / "pack.toml").read_text()
+    start = text.index("[rfm]")
+    (folder / "pack.toml").write_text(text[:start] + text[text.index("\n\n", start) + 2:])
+    problems = check_pack(folder)
+    assert problems and all("RFM needs an [rfm] table in pack.toml" in p.message for p in problems)
 
 
 def test_quintiles_give_ascending_cut_points() -> None:
