@@ -23,7 +23,7 @@ from streams.engine import customer as core
 from streams.model.changes import SegmentChange, make
 from streams.model.clock import Instant
 from streams.model.state import CustomerState
-from streams.rules.pack import KEY, Rule, RulePack, WindowDef
+from streams.rules.pack import KEY, Rule, RulePack, WindowDef, entries_of
 
 SHADOW = "@"
 """Separates a shadow window's name from the pack it is kept for: ``name@digest``."""
@@ -160,10 +160,10 @@ class Switch:
         kept = state.windows
         for name, shadow in self.from_shadow.items():
             # The window (each of its values, if keyed) is replaced by what its shadow holds.
-            for old in [n for n in kept if n == name or n.startswith(name + KEY)]:
+            for old in entries_of(kept, name):
                 del kept[old]
                 touched = True
-            for key in [n for n in kept if n == shadow or n.startswith(shadow + KEY)]:
+            for key in entries_of(kept, shadow):
                 kept[name + key[len(shadow):]] = kept.pop(key)
                 touched = True
         for name in [n for n in kept if n.split(KEY, 1)[0] not in self.new.windows and SHADOW not in n]:

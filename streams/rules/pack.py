@@ -18,6 +18,12 @@ KEY = "#"
 """Separates a keyed window's name from the value in a record's windows: ``name#value``."""
 
 
+def entries_of(windows: dict[str, Any], name: str) -> list[str]:
+    """The names a window's entries have in a record: its own, or one per value if keyed."""
+    prefix = name + KEY
+    return [key for key in windows if key == name or key.startswith(prefix)]
+
+
 def window_name(name: str) -> str:
     """The window a field name reads (``windows.x[value]`` reads ``x``), without ``windows.``."""
     return name.removeprefix("windows.").split("[", 1)[0]
@@ -52,12 +58,26 @@ class WindowDef:
 
     def keys(self, state: Any) -> list[str]:
         """A keyed window's entries in a record, one per value kept."""
-        prefix = self.name + KEY
-        return [name for name in state.windows if name.startswith(prefix)]
+        return entries_of(state.windows, self.name)
 
     def value_field(self, value: str) -> tuple[Field, Callable[[Any], int | None]]:
         """A keyed window's value for one of its values, as a rule reads it, and its next change."""
-        key, length, aggregate = f"{self.name}{KEY}{value}", self.length, self.aggregate
+        get, nxt = self._reader(f"{self.name}{KEY}{value}")
+        doc = f"{self.description or 'window ' + self.name}, for {value}"
+        return Field(f"windows.{self.name}[{value}]", NUMBER, get, doc, frozenset()), nxt
+
+    def field(self) -> Field:
+        """The window's value, as a rule reads it: its aggregate at the customer's now."""
+        get, _ = self._reader(self.name)
+        return Field(f"windows.{self.name}", NUMBER, get, self.description or f"window {self.name}", frozenset())
+
+    def next_change(self) -> Callable[[Any], int | None]:
+        """When the window's value next changes with no event: its oldest entry expires."""
+        return self._reader(self.name)[1]
+
+    def _reader(self, key: str) -> tuple[Callable[[Any], Any], Callable[[Any], int | None]]:
+        """The aggregate of the record's entries under ``key`` at its now, and their next expiry."""
+        length, aggregate = self.length, self.aggregate
 
         def get(state: Any) -> Any:
             return total(state.windows.get(key), state.clock, length, aggregate)
@@ -65,26 +85,7 @@ class WindowDef:
         def nxt(state: Any) -> int | None:
             return next_expiry(state.windows.get(key), state.clock, length)
 
-        doc = f"{self.description or 'window ' + self.name}, for {value}"
-        return Field(f"windows.{self.name}[{value}]", NUMBER, get, doc, frozenset()), nxt
-
-    def field(self) -> Field:
-        """The window's value, as a rule reads it: its aggregate at the customer's now."""
-        name, length, aggregate = self.name, self.length, self.aggregate
-
-        def get(state: Any) -> Any:
-            return total(state.windows.get(name), state.clock, length, aggregate)
-
-        return Field(f"windows.{name}", NUMBER, get, self.description or f"window {name}", frozenset())
-
-    def next_change(self) -> Callable[[Any], int | None]:
-        """When the window's value next changes with no event: its oldest entry expires."""
-        name, length = self.name, self.length
-
-        def nxt(state: Any) -> int | None:
-            return next_expiry(state.windows.get(name), state.clock, length)
-
-        return nxt
+        return get, nxt
 
     def value_of(self, event: Any) -> float | None:
         """What this event adds, or None when it does not count (filtered out, or no value)."""

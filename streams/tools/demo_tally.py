@@ -108,6 +108,8 @@ class Tally:
     """The worker's event time (its partition furthest behind, epoch seconds), when the view can
     ask the worker: then that, not the changes, says how far behind it is."""
     _produced: float = 0.0
+    _last: float = 0.0
+    """``last_at`` in epoch seconds."""
     _latest: list[tuple[str, int, Mapping[str, Any]]] = field(default_factory=list)
     _recent: deque[tuple[float, str, str]] = field(default_factory=deque)
     _order: itertools.count[int] = field(default_factory=itertools.count)
@@ -127,12 +129,12 @@ class Tally:
         counts = self.entered if kind == ENTERED else self.exited
         counts[segment] = counts.get(segment, 0) + 1
         if self.last_at is None or at > self.last_at:  # ISO 8601 UTC text sorts by time
-            self.last_at = at
+            self.last_at, self._last = at, when
         # Newest by ``at``; of equal ones, the later to arrive.
         heapq.heappush(self._latest, (at, next(self._order), change))
         if len(self._latest) > self.latest_n:
             heapq.heappop(self._latest)
-        if when > epoch(self.last_at) - self.window_s:
+        if when > self._last - self.window_s:
             self._recent.append((when, segment, kind))
         stamp = change.get(KAFKA_TS)
         if isinstance(stamp, int | float) and not isinstance(stamp, bool) and stamp / 1000 >= self._produced:
@@ -146,7 +148,7 @@ class Tally:
         segments = {name: SegmentCounts(self.entered.get(name, 0), self.exited.get(name, 0)) for name in names}
         behind = None if self.worker_clock is None else max(now - self.worker_clock, 0.0)
         if self.last_at is not None:
-            last = epoch(self.last_at)
+            last = self._last
             if behind is None:
                 behind = self.lag if self.lag is not None else max(now - last, 0.0)
             if self.live_since is None and behind <= CAUGHT_UP_S:
