@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from streams.engine.customer import consent_of
+from streams.engine.judge import consent_of
 from streams.model.activations import CANCEL, SEND, Activation, activation_id
 from streams.model.changes import ENTERED, SegmentChange
 from streams.model.clock import SECOND, Instant, format_instant, from_datetime

@@ -19,13 +19,13 @@ import zlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from streams.engine.judge import consent_of, plans_of
 from streams.model import windows
-from streams.model.changes import Consent, SegmentChange, make
-from streams.model.clock import SECOND, Instant, format_instant
+from streams.model.changes import SegmentChange, make
+from streams.model.clock import SECOND, Instant
 from streams.model.events import Envelope
 from streams.model.state import CustomerState
-from streams.rules.fields import TIME
-from streams.rules.pack import KEY, Rule, RulePack, WindowDef
+from streams.rules.pack import KEY, RulePack, WindowDef
 
 ORDER_TYPES = frozenset({"order_completed", "order_refunded"})
 
@@ -102,27 +102,16 @@ def apply_event(pack: RulePack, key: str, state: CustomerState, event: Envelope,
     counted = add_to_windows(state, event, pack.windows_for_type.get(tag, ()), ts)
     if not state.identified:
         return []
-    due = state.deadline is not None and state.deadline <= now
-    rules = pack.rules if evaluate_all else pack.affected[tag, due, seen_changed]
-    if counted and not evaluate_all:
-        rules = _with_values(pack, rules, counted)
+    deadline = state.deadline
+    due = deadline is not None and deadline <= now
+    plans = pack.plans or plans_of(pack)
     changes: list[SegmentChange] = []
-    _evaluate(pack, key, state, rules, now, changes)
-    if evaluate_all or due:
-        state.deadline = next_deadline(pack.timed_rules, state, None)
-    else:
-        keep = state.deadline if state.deadline is not None and state.deadline > now else None
-        state.deadline = next_deadline((r for r in rules if r.timed), state, keep)
+    if evaluate_all:
+        state.deadline = plans.whole(state, key, now, changes, None)
+    else:  # the deadline of a rule the event cannot change stays, unless it is reached
+        plan = plans.step(tag, due, seen_changed, counted)
+        state.deadline = plan(state, key, now, changes, None if due else deadline)
     return changes
-
-
-def _with_values(pack: RulePack, rules: tuple[Rule, ...], counted: list[str]) -> tuple[Rule, ...]:
-    """``rules`` and those reading the keyed values an event changed, in pack order."""
-    extra = {rule.name: rule for key in counted for rule in pack.by_value.get(key, ())}
-    if not extra:
-        return rules
-    extra.update((rule.name, rule) for rule in rules)
-    return tuple(sorted(extra.values(), key=lambda rule: pack.rank[rule.name]))
 
 
 def add_to_windows(state: CustomerState, event: Envelope, defs: Iterable[WindowDef], ts: Instant) -> list[str]:
@@ -157,8 +146,10 @@ def keep_most_counted(state: CustomerState, window: WindowDef, counted: str | No
     can take a place. Returns the values forgotten."""
     if len(state.windows) <= window.keep:
         return []
-    keys = [key for key in window.keys(state) if key != counted]
-    if len(keys) + (counted is not None) <= window.keep:
+    prefix = window.name + KEY
+    keys = [key for key in state.windows if key.startswith(prefix) and key != counted]
+    excess = len(keys) + (counted is not None) - window.keep
+    if excess <= 0:
         return []
     now, length, aggregate = state.clock, window.length, window.aggregate
 
@@ -166,7 +157,7 @@ def keep_most_counted(state: CustomerState, window: WindowDef, counted: str | No
         entries = state.windows[key]
         return windows.total(entries, now, length, aggregate), int(entries[-2]) if entries else 0, key
 
-    forgotten = sorted(keys, key=weight)[:len(keys) + (counted is not None) - window.keep]
+    forgotten = [min(keys, key=weight)] if excess == 1 else sorted(keys, key=weight)[:excess]
     for key in forgotten:
         del state.windows[key]
     return forgotten
@@ -185,8 +176,7 @@ def fire(pack: RulePack, key: str, state: CustomerState, at: Instant) -> list[Se
                 if not entries:
                     del state.windows[name]
     changes: list[SegmentChange] = []
-    _evaluate(pack, key, state, pack.timed_rules, now, changes)
-    state.deadline = next_deadline(pack.timed_rules, state, None)
+    state.deadline = (pack.plans or plans_of(pack)).fire(state, key, now, changes, None)
     return changes
 
 
@@ -274,54 +264,6 @@ def merge(pack: RulePack, state: CustomerState, other: CustomerState, other_key:
     for anon in [*other.anon_ids, other_key]:
         if anon not in state.anon_ids:
             state.anon_ids.append(anon)
-
-
-# --- evaluation ------------------------------------------------------------------------------
-
-
-def _evaluate(pack: RulePack, key: str, state: CustomerState, rules: Iterable[Rule], now: Instant,
-              changes: list[SegmentChange]) -> None:
-    members = state.members
-    for rule in rules:
-        member = bool(rule.condition.fn(state))
-        count = members.get(rule.name, 0)
-        if member != (count % 2 == 1):
-            count = flip(state, rule.name, now)
-            changes.append(make(key, rule.name, count, now, pack.reason(rule, state, reason_value),
-                                consent_of(state), rule.version, state.origin, pack.version))
-
-
-def flip(state: CustomerState, segment: str, now: Instant) -> int:
-    """The customer enters or leaves ``segment`` at ``now``; the new transition count."""
-    count = state.members.get(segment, 0) + 1
-    state.members[segment] = count
-    if count % 2 == 1:
-        state.since[segment] = now
-    else:
-        state.since.pop(segment, None)
-    return count
-
-
-def next_deadline(rules: Iterable[Rule], state: CustomerState, keep: Instant | None) -> Instant | None:
-    best = keep
-    for rule in rules:
-        nxt = rule.condition.nxt
-        if nxt is None:
-            continue
-        t = nxt(state)
-        if t is not None and (best is None or t < best):
-            best = t
-    return best
-
-
-def reason_value(typ: str, value: Any) -> Any:
-    if typ == TIME and value is not None:
-        return format_instant(value)
-    return value
-
-
-def consent_of(state: CustomerState) -> Consent:
-    return Consent(state.consent_email, state.consent_sms, state.consent_push)
 
 
 # --- state updates per event type ---------------------------------------------------------------

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.engine import customer as core
+from streams.engine.judge import consent_of, flip, next_deadline, reason_value
 from streams.model.changes import SegmentChange, make
 from streams.model.clock import Instant
 from streams.model.state import CustomerState
@@ -130,24 +130,24 @@ class Switch:
         if state.clock < at:
             state.clock = at
         now = state.clock
-        consent = core.consent_of(state)
+        consent = consent_of(state)
         changes: list[SegmentChange] = []
         members = state.members
         for rule in self.removed:
             count = members.get(rule.name, 0)
             if count % 2 == 1:
-                core.flip(state, rule.name, now)
+                flip(state, rule.name, now)
                 changes.append(make(key, rule.name, count + 1, now, self._reason("removed"), consent,
                                     rule.version, state.origin, new.version))
         for rule, kind in self.judged:
             member = bool(rule.condition.fn(state))
             count = members.get(rule.name, 0)
             if member != (count % 2 == 1):
-                core.flip(state, rule.name, now)
-                reason = {**new.reason(rule, state, core.reason_value), **self._reason(kind)}
+                flip(state, rule.name, now)
+                reason = {**new.reason(rule, state, reason_value), **self._reason(kind)}
                 changes.append(make(key, rule.name, count + 1, now, reason, consent, rule.version,
                                     state.origin, new.version))
-        state.deadline = core.next_deadline(new.timed_rules, state, None)
+        state.deadline = next_deadline(new.timed_rules, state, None)
         if not changes:
             state.clock = before_clock  # judged, unchanged: the customer's own time stays theirs
         return changes, touched or bool(changes) or state.deadline != before_deadline

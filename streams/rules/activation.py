@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from zoneinfo import ZoneInfo
 
 from streams.model.clock import Duration, parse_duration
@@ -79,8 +80,14 @@ class ActivationSettings:
     once_per: dict[str, Field] = field(default_factory=dict)
     """segment -> the field whose value it is activated once for."""
 
-    def feeds(self, segment: str) -> list[Channel]:
-        return [c for c in self.channels.values() if segment in c.segments]
+    def feeds(self, segment: str) -> tuple[Channel, ...]:
+        return self._feeds.get(segment, ())
+
+    @cached_property
+    def _feeds(self) -> dict[str, tuple[Channel, ...]]:
+        """segment -> the channels it feeds, in the order they are declared."""
+        segments = {s for c in self.channels.values() for s in c.segments}
+        return {s: tuple(c for c in self.channels.values() if s in c.segments) for s in segments}
 
     def zone(self, traits: dict[str, object]) -> ZoneInfo:
         name = traits.get(self.timezone_trait) if self.timezone_trait else None

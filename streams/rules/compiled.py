@@ -1,43 +1,126 @@
-"""What a compiled rule expression is: its type, its value as a closure over the customer's
-context, and how that value depends on ``now`` (its slope, its next change); and the closures
-the compiler (:mod:`streams.rules.expr`) builds expressions from.
+"""What a compiled rule expression is: its type, its value as generated Python source over the
+customer's record (or, for a window's filters, the event), and how that value depends on
+``now`` (its slope, its next change); and the pieces of source the compiler
+(:mod:`streams.rules.expr`) builds expressions from.
+
+Each rule becomes one flat Python function instead of a tree of closures: one call per rule
+rather than one per node, which is most of what evaluating a pack costs. The source holds
+only names from the field schema, helpers defined here, and literals written with ``repr``
+of values the compiler checked (anything else goes in the expression's ``env``), so the
+text of a rule file is never run as code.
 
 The value of a time condition flips at one computable instant, which is why a compiled
-expression carries ``next`` besides ``fn``: the engine's deadline comes from it.
+expression carries ``nxt`` besides ``fn``: the engine's deadline comes from it.
 """
 
 from __future__ import annotations
 
 import ast
-from collections.abc import Callable
+import itertools
+import math
+import operator
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
+from streams.model.windows import next_expiry, total
 from streams.rules.fields import DURATION, NUMBER, STRING, TIME, Field
 from streams.rules.problems import Kind
 
 Fn = Callable[[Any], Any]
 NextFn = Callable[[Any], int | None]
 
+_fresh = itertools.count()
+
+
+def fresh(prefix: str = "_t") -> str:
+    """A name no other generated code uses (temporaries, and the ``env`` of an expression)."""
+    return f"{prefix}{next(_fresh)}"
+
+
+def flip_at(pyop: Callable[[Any, Any], bool], slope: int, g: Any, now: int) -> int | None:
+    """The first instant after ``now`` at which ``slope*now + g  <op>  0`` changes."""
+    current = pyop(slope * now + g, 0)
+    root = -g * slope
+    for t in (root, root + 1):
+        if t > now and pyop(slope * t + g, 0) != current:
+            return int(t)
+    return None
+
+
+def earliest(*times: int | None) -> int | None:
+    best = None
+    for t in times:
+        if t is not None and (best is None or t < best):
+            best = t
+    return best
+
+
+def divide(a: Any, b: Any) -> Any:
+    return None if b == 0 else a / b
+
+
+def modulo(a: Any, b: Any) -> Any:
+    return None if b == 0 else a % b
+
+
+def rounded(v: Any) -> Any:
+    return None if v is None else round(v)
+
+
+HELPERS: dict[str, Any] = {
+    "_flip": flip_at, "_earliest": earliest, "_div": divide, "_mod": modulo, "_round": rounded,
+    "_total": total, "_next_expiry": next_expiry,
+    "_eq": operator.eq, "_ne": operator.ne, "_lt": operator.lt, "_le": operator.le,
+    "_gt": operator.gt, "_ge": operator.ge,
+}
+"""What generated source may call besides the names in an expression's ``env``."""
+
+
+def to_function(code: str, env: Mapping[str, Any]) -> Fn:
+    """``lambda s: <code>``, run with the helpers and ``env`` as its globals."""
+    return eval(compile(f"lambda s: {code}", "<rule>", "eval"), {**HELPERS, **env})
+
 
 @dataclass(frozen=True)
 class Expr:
-    """A compiled (sub)expression. ``fn(ctx)`` gives its value; ``ctx.clock`` is ``now``."""
+    """A compiled (sub)expression. ``fn(s)`` gives its value; ``s.clock`` is ``now``."""
 
     type: str
-    fn: Fn
+    code: str
+    """The value, as a Python expression over ``s``."""
+    env: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    """The names ``code`` (and ``base``, ``next``) use besides :data:`HELPERS`."""
     reads: frozenset[str] = frozenset()
     const: bool = False
+    value: Any = None
+    """A constant's value."""
     slope: int = 0
     """Coefficient of ``now`` in a time or duration value."""
-    base: Fn | None = None
-    """``value - slope * now``, for a node with a slope."""
-    nxt: NextFn | None = None
-    """Next instant after now at which the value may change with no event (windows)."""
+    base: str | None = None
+    """``value - slope * now``, as source, for a node with a slope."""
+    next: str | None = None
+    """Source of the next instant after now at which the value may change with no event (windows)."""
 
     @property
     def timed(self) -> bool:
-        return self.slope != 0 or self.nxt is not None
+        return self.slope != 0 or self.next is not None
+
+    @cached_property
+    def fn(self) -> Fn:
+        return to_function(self.code, self.env)
+
+    @cached_property
+    def nxt(self) -> NextFn | None:
+        return None if self.next is None else to_function(self.next, self.env)
+
+
+def env_of(*exprs: Expr) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for e in exprs:
+        out.update(e.env)
+    return out
 
 
 @dataclass
@@ -45,8 +128,9 @@ class Scope:
     """The names an expression may use."""
 
     fields: dict[str, Field]
-    timed: dict[str, NextFn] = field(default_factory=dict)
-    """Names whose value changes with time (windows), with their next-change function."""
+    timed: dict[str, NextFn | str] = field(default_factory=dict)
+    """Names whose value changes with time (windows), with their next change: a function of
+    the record, or source over ``s``."""
     windows: frozenset[str] = frozenset()
     traits: frozenset[str] = frozenset()
     allow_now: bool = True
@@ -69,25 +153,41 @@ class ExprError(Exception):
 
 
 def const(value: Any, typ: str) -> Expr:
-    return Expr(typ, lambda _ctx: value, const=True)
+    if value is None or isinstance(value, bool | str) or (
+            isinstance(value, int | float) and math.isfinite(value)):
+        return Expr(typ, f"({value!r})", const=True, value=value)
+    name = fresh("_k")
+    return Expr(typ, name, {name: value}, const=True, value=value)
 
 
-def min_next(*fns: NextFn | None) -> NextFn | None:
-    present = [f for f in fns if f is not None]
+def folded(expr: Expr) -> Expr:
+    """A node whose parts are all constant, as the constant it evaluates to."""
+    return const(expr.fn(None), expr.type)
+
+
+def field_expr(spec: Field, nxt: NextFn | str | None) -> Expr:
+    """A field's value (its ``code``, or a call of its getter) and its next change."""
+    env: dict[str, Any] = {}
+    code = spec.code
+    if not code:
+        name = fresh("_g")
+        env[name], code = spec.get, f"{name}(s)"
+    nxt_code = None
+    if isinstance(nxt, str):
+        nxt_code = nxt
+    elif nxt is not None:
+        name = fresh("_n")
+        env[name], nxt_code = nxt, f"{name}(s)"
+    return Expr(spec.type, code, env, reads=frozenset({spec.name}), next=nxt_code)
+
+
+def min_next(*codes: str | None) -> str | None:
+    present = [c for c in codes if c is not None]
     if not present:
         return None
     if len(present) == 1:
         return present[0]
-
-    def nxt(ctx: Any) -> int | None:
-        best = None
-        for f in present:
-            t = f(ctx)
-            if t is not None and (best is None or t < best):
-                best = t
-        return best
-
-    return nxt
+    return f"_earliest({', '.join(present)})"
 
 
 def reads_of(*exprs: Expr) -> frozenset[str]:
@@ -97,47 +197,36 @@ def reads_of(*exprs: Expr) -> frozenset[str]:
     return out
 
 
-def comparison(pyop: Callable[[Any, Any], bool], left: Expr, right: Expr) -> Fn:
-    lf, rf = left.fn, right.fn
+def unless_null(code: str, then: str) -> str:
+    """``then`` over ``v`` (the value of ``code``), or null when the value is null."""
+    t = fresh()
+    return f"(None if ({t} := {code}) is None else {then.format(v=t)})"
+
+
+def both_present(left: str, right: str, then: str) -> str:
+    """``then`` over ``a`` and ``b``, or null when either is null (``right`` is not evaluated
+    when ``left`` is null)."""
+    a, b = fresh(), fresh()
+    return f"(None if ({a} := {left}) is None or ({b} := {right}) is None else {then.format(a=a, b=b)})"
+
+
+def comparison(symbol: str, left: Expr, right: Expr) -> str:
+    """``left <symbol> right``; false when either side is null."""
+    a = fresh()
     if right.const:
-        c = rf(None)
-        if c is None:
-            return lambda _ctx: False
-
-        def against_constant(ctx: Any) -> bool:
-            a = lf(ctx)
-            return a is not None and pyop(a, c)
-
-        return against_constant
-
-    def value(ctx: Any) -> bool:
-        a = lf(ctx)
-        if a is None:
-            return False
-        b = rf(ctx)
-        return b is not None and pyop(a, b)
-
-    return value
+        if right.value is None:
+            return "False"
+        return f"(({a} := {left.code}) is not None and {a} {symbol} {right.code})"
+    b = fresh()
+    return f"(({a} := {left.code}) is not None and ({b} := {right.code}) is not None and {a} {symbol} {b})"
 
 
-def conjunction(fns: tuple[Fn, ...]) -> Fn:
-    if len(fns) == 2:
-        f1, f2 = fns
-        return lambda ctx: bool(f1(ctx) and f2(ctx))
-    if len(fns) == 3:
-        f1, f2, f3 = fns
-        return lambda ctx: bool(f1(ctx) and f2(ctx) and f3(ctx))
-    return lambda ctx: all(f(ctx) for f in fns)
+def conjunction(codes: list[str]) -> str:
+    return f"(True if ({' and '.join(codes)}) else False)"
 
 
-def disjunction(fns: tuple[Fn, ...]) -> Fn:
-    if len(fns) == 2:
-        f1, f2 = fns
-        return lambda ctx: bool(f1(ctx) or f2(ctx))
-    if len(fns) == 3:
-        f1, f2, f3 = fns
-        return lambda ctx: bool(f1(ctx) or f2(ctx) or f3(ctx))
-    return lambda ctx: any(f(ctx) for f in fns)
+def disjunction(codes: list[str]) -> str:
+    return f"(True if ({' or '.join(codes)}) else False)"
 
 
 def arith_type(op: ast.operator, a: str, b: str) -> str | None:
@@ -156,19 +245,3 @@ def arith_type(op: ast.operator, a: str, b: str) -> str | None:
     else:
         return None
     return table.get((a, b))
-
-
-def divide(a: Any, b: Any) -> Any:
-    return None if b == 0 else a / b
-
-
-def modulo(a: Any, b: Any) -> Any:
-    return None if b == 0 else a % b
-
-
-def rounded(pyop: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
-    def rounded(a: Any, b: Any) -> Any:
-        v = pyop(a, b)
-        return None if v is None else round(v)
-
-    return rounded

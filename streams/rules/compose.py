@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Mapping
-from typing import Any
 
-from streams.rules.compiled import Expr, ExprError, Scope
+from streams.rules.compiled import Expr, ExprError, Scope, unless_null
 from streams.rules.fields import BOOL, DURATION
 from streams.rules.problems import Kind, did_you_mean
 
@@ -84,14 +83,7 @@ def segment_call(function: str, node: ast.Call, scope: Scope) -> Expr:
         raise ExprError(Kind.UNKNOWN_SEGMENT, f"unknown segment {name!r}"
                         + did_you_mean(name, scope.segment_names), node.args[0])
     if function == "in_segment":
-        return Expr(BOOL, lambda ctx: ctx.members.get(name, 0) % 2 == 1, reads=dep.reads, nxt=dep.nxt)
-
-    def elapsed(ctx: Any) -> int | None:
-        since = ctx.since.get(name)
-        return None if since is None else ctx.clock - since
-
-    def base(ctx: Any) -> int | None:
-        since = ctx.since.get(name)
-        return None if since is None else -since
-
-    return Expr(DURATION, elapsed, reads=dep.reads, slope=1, base=base, nxt=dep.nxt)
+        return Expr(BOOL, f"(s.members.get({name!r}, 0) % 2 == 1)", dep.env, reads=dep.reads, next=dep.next)
+    since = f"s.since.get({name!r})"
+    return Expr(DURATION, unless_null(since, "s.clock - {v}"), dep.env, reads=dep.reads, slope=1,
+                base=unless_null(since, "-{v}"), next=dep.next)

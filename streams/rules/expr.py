@@ -1,10 +1,11 @@
-"""The rule expression language: a small, typed subset of Python syntax, compiled to closures.
+"""The rule expression language: a small, typed subset of Python syntax, compiled to Python.
 
     cart_items > 0 and now - last_cart_activity >= minutes(30)
 
 The text is parsed with :mod:`ast` (so positions and syntax errors come for free), every node
-is checked against a whitelist and the field schema, and the tree is turned into nested Python
-closures once, at load time. User text is never evaluated.
+is checked against a whitelist and the field schema, and the tree is turned into the source
+of one Python function, compiled once, at load time (:mod:`streams.rules.compiled`). User text
+is never evaluated: the source holds schema names, helpers and literals the compiler checked.
 
 Besides the value, each compiled node knows how it depends on ``now``. A time or duration has
 a *slope* (``now`` is +1, ``now - last_order_at`` is +1, ``last_seen - now`` is -1), so a
@@ -31,15 +32,18 @@ from streams.rules.compiled import (
     ExprError,
     Scope,
     arith_type,
+    both_present,
     comparison,
     conjunction,
     const,
     disjunction,
-    divide,
+    env_of,
+    field_expr,
+    folded,
+    fresh,
     min_next,
-    modulo,
     reads_of,
-    rounded,
+    unless_null,
 )
 from streams.rules.compose import SEGMENT_FUNCTIONS, segment_call
 from streams.rules.fields import BOOL, DURATION, NULL, NUMBER, STRING, TIME
@@ -52,13 +56,17 @@ DURATION_FUNCTIONS = {
 LITERAL_NAMES = {"true": True, "false": False, "null": None}
 
 _ORDER = (NUMBER, TIME, DURATION)
-_COMPARE: dict[type[ast.cmpop], tuple[str, Callable[[Any, Any], bool]]] = {
-    ast.Eq: ("==", operator.eq),
-    ast.NotEq: ("!=", operator.ne),
-    ast.Lt: ("<", operator.lt),
-    ast.LtE: ("<=", operator.le),
-    ast.Gt: (">", operator.gt),
-    ast.GtE: (">=", operator.ge),
+_COMPARE: dict[type[ast.cmpop], tuple[str, Callable[[Any, Any], bool], str]] = {
+    ast.Eq: ("==", operator.eq, "_eq"),
+    ast.NotEq: ("!=", operator.ne, "_ne"),
+    ast.Lt: ("<", operator.lt, "_lt"),
+    ast.LtE: ("<=", operator.le, "_le"),
+    ast.Gt: (">", operator.gt, "_gt"),
+    ast.GtE: (">=", operator.ge, "_ge"),
+}
+_ARITH: dict[type[ast.operator], str] = {
+    ast.Add: "{a} + {b}", ast.Sub: "{a} - {b}", ast.Mult: "{a} * {b}", ast.Div: "_div({a}, {b})",
+    ast.Mod: "_mod({a}, {b})",
 }
 
 
@@ -83,6 +91,10 @@ def compile_expression(text: str, scope: Scope, want: str) -> Expr:
         raise _shift(ExprError(
             Kind.TYPE_MISMATCH, f"the expression is a {expr.type}; it must be a {want}", tree.body
         ))
+    try:
+        expr.fn, expr.nxt  # noqa: B018 (compiled now, so that a failure is the file's problem)
+    except (SyntaxError, RecursionError, MemoryError):
+        raise _shift(ExprError(Kind.NOT_ALLOWED, "the expression is nested too deeply", tree.body)) from None
     return expr
 
 
@@ -166,8 +178,8 @@ class _Compiler:
             hint = "; RFM needs an [rfm] table in pack.toml" if name.startswith("rfm_") else did_you_mean(name, choices)
             raise ExprError(Kind.UNKNOWN_FIELD, f"unknown {self.scope.what} `{name}`" + hint, node)
         if name == "now":
-            return Expr(TIME, spec.get, slope=1, base=lambda _ctx: 0)
-        return Expr(spec.type, spec.get, reads=frozenset({spec.name}), nxt=self.scope.timed.get(name))
+            return Expr(TIME, "s.clock", slope=1, base="0")
+        return field_expr(spec, self.scope.timed.get(name))
 
     # --- functions ---------------------------------------------------------------------
 
@@ -187,14 +199,9 @@ class _Compiler:
             raise ExprError(Kind.TYPE_MISMATCH, f"`{name}()` takes a number, not a {arg.type}", node.args[0])
         unit = DURATION_FUNCTIONS[name]
         if arg.const:
-            return const(round(arg.fn(None) * unit), DURATION)
-        inner = arg.fn
-
-        def duration(ctx: Any) -> int | None:
-            v = inner(ctx)
-            return None if v is None else round(v * unit)
-
-        return Expr(DURATION, duration, reads=arg.reads, nxt=arg.nxt)
+            return const(round(arg.value * unit), DURATION)
+        return Expr(DURATION, unless_null(arg.code, f"round({{v}} * {unit})"), arg.env, reads=arg.reads,
+                    next=arg.next)
 
     # --- arithmetic --------------------------------------------------------------------
 
@@ -202,18 +209,16 @@ class _Compiler:
         operand = self.visit(node.operand)
         if isinstance(node.op, ast.Not):
             self._need(operand, BOOL, node.operand, "`not`")
-            inner = operand.fn
             if operand.const:
-                return const(not inner(None), BOOL)
-            return Expr(BOOL, lambda ctx: not inner(ctx), reads=operand.reads, nxt=operand.nxt)
+                return const(not operand.value, BOOL)
+            return Expr(BOOL, f"(not {operand.code})", operand.env, reads=operand.reads, next=operand.next)
         if isinstance(node.op, ast.USub):
             if operand.type not in (NUMBER, DURATION) or operand.slope:
                 raise ExprError(Kind.TYPE_MISMATCH, f"cannot negate a {operand.type}", node)
-            inner = operand.fn
             if operand.const:
-                return const(-inner(None), operand.type)
-            return Expr(operand.type, lambda ctx: None if (v := inner(ctx)) is None else -v,
-                        reads=operand.reads, nxt=operand.nxt)
+                return const(-operand.value, operand.type)
+            return Expr(operand.type, unless_null(operand.code, "-{v}"), operand.env,
+                        reads=operand.reads, next=operand.next)
         raise ExprError(Kind.NOT_ALLOWED, f"unary {describe(node.op)} is not allowed", node)
 
     def visit_BinOp(self, node: ast.BinOp) -> Expr:
@@ -230,40 +235,25 @@ class _Compiler:
             slope = left.slope + sign * right.slope
             if abs(slope) > 1:
                 raise ExprError(Kind.NOT_ALLOWED, "`now` may appear once on each side of a comparison", node)
-            pyop = operator.add if sign == 1 else operator.sub
         else:
             if left.slope or right.slope:
                 raise ExprError(Kind.NOT_ALLOWED, "`now` can only be added to or subtracted from", node)
             slope = 0
-            pyop = {ast.Mult: operator.mul, ast.Div: divide, ast.Mod: modulo}[type(op)]
-            if isinstance(op, ast.Mult | ast.Div) and DURATION in (left.type, right.type) and typ == DURATION:
-                pyop = rounded(pyop)
-        lf, rf = left.fn, right.fn
+        template = _ARITH[type(op)]
+        if isinstance(op, ast.Mult | ast.Div) and DURATION in (left.type, right.type) and typ == DURATION:
+            template = f"_round({template})"
+        env = env_of(left, right)
+        code = both_present(left.code, right.code, template)
         if left.const and right.const:
-            return const(pyop(lf(None), rf(None)), typ)
-
-        def value(ctx: Any) -> Any:
-            a = lf(ctx)
-            if a is None:
-                return None
-            b = rf(ctx)
-            return None if b is None else pyop(a, b)
-
+            return folded(Expr(typ, code, env))
         base = None
         if slope or left.slope or right.slope:
-            lb = left.base if left.slope else lf
-            rb = right.base if right.slope else rf
+            lb = left.base if left.slope else left.code
+            rb = right.base if right.slope else right.code
             assert lb is not None and rb is not None
-
-            def base(ctx: Any) -> Any:
-                a = lb(ctx)
-                if a is None:
-                    return None
-                b = rb(ctx)
-                return None if b is None else pyop(a, b)
-
-        return Expr(typ, value, reads=reads_of(left, right), slope=slope, base=base,
-                    nxt=min_next(left.nxt, right.nxt))
+            base = both_present(lb, rb, template)
+        return Expr(typ, code, env, reads=reads_of(left, right), slope=slope, base=base,
+                    next=min_next(left.next, right.next))
 
     # --- comparisons -------------------------------------------------------------------
 
@@ -284,42 +274,26 @@ class _Compiler:
             return self._membership(op, left, right, node)
         if isinstance(op, ast.Is | ast.IsNot) or NULL in (left.type, right.type):
             return self._null_test(op, left, right, node)
-        symbol, pyop = _COMPARE[type(op)]
+        symbol, pyop, helper = _COMPARE[type(op)]
         if left.type != right.type:
             raise ExprError(Kind.TYPE_MISMATCH, f"cannot compare a {left.type} with a {right.type}"
                             + hint(left.type, right.type), node)
         if symbol not in ("==", "!=") and left.type not in _ORDER:
             raise ExprError(Kind.TYPE_MISMATCH, f"`{symbol}` needs numbers, times or durations, "
                             f"not a {left.type}", node)
-        lf, rf = left.fn, right.fn
         if left.const and right.const:
-            return const(pyop(lf(None), rf(None)), BOOL)
-
-        value = comparison(pyop, left, right)
-        piece = min_next(left.nxt, right.nxt)
+            return const(pyop(left.value, right.value), BOOL)
+        code, env = comparison(symbol, left, right), env_of(left, right)
+        piece = min_next(left.next, right.next)
         slope = left.slope - right.slope
         if not slope:
-            return Expr(BOOL, value, reads=reads_of(left, right), nxt=piece)
-        lb = left.base if left.slope else lf
-        rb = right.base if right.slope else rf
+            return Expr(BOOL, code, env, reads=reads_of(left, right), next=piece)
+        lb = left.base if left.slope else left.code
+        rb = right.base if right.slope else right.code
         assert lb is not None and rb is not None
-
-        def flip(ctx: Any) -> int | None:
-            """The first instant after now at which ``slope*now + g  <op>  0`` changes."""
-            a = lb(ctx)
-            b = rb(ctx) if a is not None else None
-            if a is None or b is None:
-                return None
-            g = a - b
-            now = ctx.clock
-            current = pyop(slope * now + g, 0)
-            root = -g * slope
-            for t in (root, root + 1):
-                if t > now and pyop(slope * t + g, 0) != current:
-                    return int(t)
-            return None
-
-        return Expr(BOOL, value, reads=reads_of(left, right), nxt=min_next(flip, piece))
+        # The first instant after now at which ``slope*now + (lb - rb)  <op>  0`` changes.
+        flip = both_present(lb, rb, f"_flip({helper}, {slope}, {{a}} - {{b}}, s.clock)")
+        return Expr(BOOL, code, env, reads=reads_of(left, right), next=min_next(flip, piece))
 
     def _null_test(self, op: ast.cmpop, left: Expr, right: Expr, node: ast.AST) -> Expr:
         if isinstance(op, ast.Eq | ast.Is):
@@ -333,28 +307,23 @@ class _Compiler:
         other = right if left.type == NULL else left
         if other.slope:
             raise ExprError(Kind.NOT_ALLOWED, "`now` is never null", node)
-        inner = other.fn
         if other.const:
-            return const((inner(None) is None) != negate, BOOL)
-        return Expr(BOOL, lambda ctx: (inner(ctx) is None) != negate, reads=other.reads, nxt=other.nxt)
+            return const((other.value is None) != negate, BOOL)
+        return Expr(BOOL, f"({other.code} is {'not ' if negate else ''}None)", other.env,
+                    reads=other.reads, next=other.next)
 
     def _membership(self, op: ast.cmpop, left: Expr, right: Expr, node: ast.AST) -> Expr:
-        if not right.const or not isinstance(right.fn(None), frozenset):
+        if not right.const or not isinstance(right.value, frozenset):
             raise ExprError(Kind.NOT_ALLOWED, "`in` takes a list of literals, like `device in [\"mobile\", \"tablet\"]`", node)
-        items: frozenset[Any] = right.fn(None)
         item_type = right.type
         if item_type != left.type and item_type != NULL:
             raise ExprError(Kind.TYPE_MISMATCH, f"cannot look for a {left.type} in a list of {item_type}s", node)
-        negate = isinstance(op, ast.NotIn)
-        inner = left.fn
         if left.slope:
             raise ExprError(Kind.NOT_ALLOWED, "`now` cannot be looked up in a list", node)
-
-        def value(ctx: Any) -> bool:
-            v = inner(ctx)
-            return v is not None and ((v in items) != negate)
-
-        return Expr(BOOL, value, reads=left.reads, nxt=left.nxt)
+        v = fresh()
+        test = "not in" if isinstance(op, ast.NotIn) else "in"
+        return Expr(BOOL, f"(({v} := {left.code}) is not None and {v} {test} {right.code})",
+                    env_of(left, right), reads=left.reads, next=left.next)
 
     def visit_List(self, node: ast.List | ast.Tuple | ast.Set) -> Expr:
         values = []
@@ -363,7 +332,7 @@ class _Compiler:
             item = self.visit(element)
             if not item.const or item.type not in (STRING, NUMBER, BOOL):
                 raise ExprError(Kind.NOT_ALLOWED, "a list may only hold literal strings, numbers or booleans", element)
-            values.append(item.fn(None))
+            values.append(item.value)
             types.add(item.type)
         if len(types) > 1:
             raise ExprError(Kind.TYPE_MISMATCH, f"a list mixes {' and '.join(sorted(types))}s", node)
@@ -389,29 +358,24 @@ class _Compiler:
     def _bool(self, parts: list[Expr], *, is_and: bool) -> Expr:
         # A constant that decides the result folds the whole expression away.
         decisive = not is_and  # `or` is decided by a True, `and` by a False
-        if any(p.const and bool(p.fn(None)) == decisive for p in parts):
+        if any(p.const and bool(p.value) == decisive for p in parts):
             return const(decisive, BOOL)
         parts = [p for p in parts if not p.const]
         if not parts:
             return const(is_and, BOOL)
         if len(parts) == 1:
             return parts[0]
-        value = conjunction(tuple(p.fn for p in parts)) if is_and else disjunction(tuple(p.fn for p in parts))
+        codes = [p.code for p in parts]
+        code, env = conjunction(codes) if is_and else disjunction(codes), env_of(*parts)
         timed = [p for p in parts if p.timed]
         if not timed:
-            return Expr(BOOL, value, reads=reads_of(*parts))
-        steady = tuple(p.fn for p in parts if not p.timed)
-        next_all = min_next(*(p.nxt for p in timed))
+            return Expr(BOOL, code, env, reads=reads_of(*parts))
+        next_all = min_next(*(p.next for p in timed))
         assert next_all is not None
-
-        def nxt(ctx: Any) -> int | None:
-            # While a part that time cannot change decides the result, time changes nothing.
-            for f in steady:
-                if bool(f(ctx)) == decisive:
-                    return None
-            return next_all(ctx)
-
-        return Expr(BOOL, value, reads=reads_of(*parts), nxt=nxt)
+        # While a part that time cannot change decides the result, time changes nothing.
+        steady = [p.code if decisive else f"not {p.code}" for p in parts if not p.timed]
+        nxt = f"(None if ({' or '.join(steady)}) else {next_all})" if steady else next_all
+        return Expr(BOOL, code, env, reads=reads_of(*parts), next=nxt)
 
     @staticmethod
     def _need(expr: Expr, typ: str, node: ast.AST, where: str) -> None:

@@ -33,6 +33,9 @@ class Field:
     doc: str
     changed_by: frozenset[str]
     """Event types that can change the value (windows add their own)."""
+    code: str = ""
+    """The value as Python source over the record or event ``s``, when it is more than a call
+    of ``get`` (:mod:`streams.rules.compiled`)."""
 
 
 _ALL = frozenset(EVENT_TYPES) - {"customer_erased"}
@@ -47,7 +50,7 @@ _SPEND = frozenset({"order_completed", "order_refunded", "identify"})
 
 def _state_fields() -> dict[str, Field]:
     def f(name: str, typ: str, doc: str, changed_by: frozenset[str], attr: str | None = None) -> Field:
-        return Field(name, typ, attrgetter(attr or name), doc, changed_by)
+        return Field(name, typ, attrgetter(attr or name), doc, changed_by, f"s.{attr or name}")
 
     fields = [
         f("now", TIME, "the current time (event time)", frozenset(), attr="clock"),
@@ -126,7 +129,7 @@ _PROPERTY_TYPES: dict[str, dict[str, str]] = {
 def event_fields(event_types: list[str]) -> dict[str, Field]:
     """The fields every one of ``event_types`` has: the envelope's and their common properties."""
     fields = {
-        name: Field(name, typ, attrgetter(attr), f"the event's {name}", frozenset())
+        name: Field(name, typ, attrgetter(attr), f"the event's {name}", frozenset(), f"s.{attr}")
         for name, (typ, attr) in _ENVELOPE.items()
     }
     common: dict[str, str] | None = None
@@ -137,7 +140,7 @@ def event_fields(event_types: list[str]) -> dict[str, Field]:
         }
     for name, typ in (common or {}).items():
         fields[name] = Field(name, typ, attrgetter(f"properties.{name}"), f"the event's {name}",
-                             frozenset())
+                             frozenset(), f"s.properties.{name}")
     return fields
 
 

@@ -125,12 +125,12 @@ class _Loader:
         scope_fields.update({f"traits.{n}": trait_field(n, t) for n, t in traits.items()})
         windows = self._windows(pack_source, spec.windows)
         rfm = self._rfm(pack_source, spec.rfm, windows)
-        timed: dict[str, NextFn] = {}
+        timed: dict[str, NextFn | str] = {}
         for window in windows.values():
             if window.by is None:  # a keyed one is read per value (per_value.scope_for)
                 name = f"windows.{window.name}"
                 scope_fields[name] = window.field()
-                timed[name] = window.next_change()
+                timed[name] = window.next_code()
         for name, (value, nxt) in (rfm.fields(windows) if rfm else {}).items():
             scope_fields[name] = value
             timed[name] = nxt

@@ -60,32 +60,35 @@ class WindowDef:
         """A keyed window's entries in a record, one per value kept."""
         return entries_of(state.windows, self.name)
 
-    def value_field(self, value: str) -> tuple[Field, Callable[[Any], int | None]]:
+    def value_field(self, value: str) -> tuple[Field, str]:
         """A keyed window's value for one of its values, as a rule reads it, and its next change."""
-        get, nxt = self._reader(f"{self.name}{KEY}{value}")
+        key = f"{self.name}{KEY}{value}"
         doc = f"{self.description or 'window ' + self.name}, for {value}"
-        return Field(f"windows.{self.name}[{value}]", NUMBER, get, doc, frozenset()), nxt
+        return Field(f"windows.{self.name}[{value}]", NUMBER, self._getter(key), doc, frozenset(),
+                     self._code(key)), self.next_code(key)
 
     def field(self) -> Field:
         """The window's value, as a rule reads it: its aggregate at the customer's now."""
-        get, _ = self._reader(self.name)
-        return Field(f"windows.{self.name}", NUMBER, get, self.description or f"window {self.name}", frozenset())
+        return Field(f"windows.{self.name}", NUMBER, self._getter(self.name),
+                     self.description or f"window {self.name}", frozenset(), self._code(self.name))
+
+    def next_code(self, key: str | None = None) -> str:
+        """When the value under ``key`` (the window's own name unless keyed) next changes with
+        no event, as source over the record ``s``: its oldest entry expires."""
+        return f"_next_expiry(s.windows.get({key or self.name!r}), s.clock, {self.length})"
 
     def next_change(self) -> Callable[[Any], int | None]:
-        """When the window's value next changes with no event: its oldest entry expires."""
-        return self._reader(self.name)[1]
+        """:meth:`next_code`, as a function of the record."""
+        name, length = self.name, self.length
+        return lambda state: next_expiry(state.windows.get(name), state.clock, length)
 
-    def _reader(self, key: str) -> tuple[Callable[[Any], Any], Callable[[Any], int | None]]:
-        """The aggregate of the record's entries under ``key`` at its now, and their next expiry."""
+    def _code(self, key: str) -> str:
+        return f"_total(s.windows.get({key!r}), s.clock, {self.length}, {self.aggregate!r})"
+
+    def _getter(self, key: str) -> Callable[[Any], Any]:
+        """The aggregate of the record's entries under ``key`` at its now."""
         length, aggregate = self.length, self.aggregate
-
-        def get(state: Any) -> Any:
-            return total(state.windows.get(key), state.clock, length, aggregate)
-
-        def nxt(state: Any) -> int | None:
-            return next_expiry(state.windows.get(key), state.clock, length)
-
-        return get, nxt
+        return lambda state: total(state.windows.get(key), state.clock, length, aggregate)
 
     def value_of(self, event: Any) -> float | None:
         """What this event adds, or None when it does not count (filtered out, or no value)."""
@@ -150,6 +153,8 @@ class RulePack:
     them out, except for ``identify``)."""
     rank: dict[str, int] = field(default_factory=dict)
     """Rule name -> its place in the pack's order."""
+    plans: Any = field(default=None, compare=False, repr=False)
+    """The engine's generated judging functions (:mod:`streams.engine.judge`), made on first use."""
     _reads: dict[str, tuple[tuple[str, str, Callable[[Any], Any]], ...]] = field(default_factory=dict)
     """Rule name -> (field, type, getter) of what it reads, sorted: a change's reason, ready-made."""
 

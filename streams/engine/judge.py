@@ -1,0 +1,133 @@
+"""Judging a customer: which segments they are in after a step, and their next deadline.
+
+The pack is compiled once more for the engine: for each kind of step (an event of a type,
+with a deadline due or not, with device or channel changed or not, with the keyed values it
+counted; a deadline firing; a record judged whole), one generated function judges exactly
+the rules that step can change, in judging order, each condition's source inlined, and
+returns the next instant at which time alone could change a membership. Made on first use
+and kept on the pack (:attr:`streams.rules.pack.RulePack.plans`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from streams.model.changes import Consent, SegmentChange, make
+from streams.model.clock import Instant, format_instant
+from streams.model.state import CustomerState
+from streams.rules.compiled import HELPERS
+from streams.rules.fields import TIME
+from streams.rules.pack import Rule, RulePack
+
+Plan = Callable[[CustomerState, str, Instant, list[SegmentChange], Instant | None], Instant | None]
+"""``plan(state, key, now, changes, keep)``: judges the rules, appends their changes, and
+returns the earliest of ``keep`` and the next changes of the rules whose deadlines it owns."""
+
+MAX_PLANS = 4096
+"""Steps of a kind beyond this many (keyed values in many combinations) are judged by a plan
+made for the occasion and not kept, so the cache stays bounded whatever the values."""
+
+
+class Plans:
+    """The generated judging functions of one pack."""
+
+    def __init__(self, pack: RulePack) -> None:
+        self.pack = pack
+        self.whole = self._build(pack.rules, pack.timed_rules)
+        """Every rule and every deadline: a new record, an identify, a deployment."""
+        self.fire = self._build(pack.timed_rules, pack.timed_rules)
+        """A deadline reached: what time can change."""
+        self._steps: dict[tuple[Any, ...], Plan] = {}
+
+    def step(self, tag: str, due: bool, seen: bool, counted: Sequence[str]) -> Plan:
+        """An event of type ``tag`` (``due``: one of the customer's deadlines is reached;
+        ``seen``: device, channel or first_seen changed; ``counted``: the keyed window values
+        it counted or forgot)."""
+        key = (tag, due, seen, *counted)
+        plan = self._steps.get(key)
+        if plan is None:
+            pack = self.pack
+            rules = with_values(pack, pack.affected[tag, due, seen], counted)
+            plan = self._build(rules, pack.timed_rules if due else [r for r in rules if r.timed])
+            if len(self._steps) < MAX_PLANS:
+                self._steps[key] = plan
+        return plan
+
+    def _build(self, rules: Sequence[Rule], timed: Sequence[Rule]) -> Plan:
+        env: dict[str, Any] = {**HELPERS, "_changed": self._changed}
+        lines = ["def plan(s, key, now, changes, keep):", "    m = s.members"]
+        for n, rule in enumerate(rules):
+            env.update(rule.condition.env)
+            env[f"_r{n}"] = rule
+            # A member whose condition is false, or a non-member whose condition is true.
+            lines.append(f"    if (not {rule.condition.code}) == (m.get({rule.name!r}, 0) % 2 == 1):")
+            lines.append(f"        _changed(_r{n}, key, s, now, changes)")
+        lines.append("    d = keep")
+        for rule in timed:
+            if rule.condition.next is None:
+                continue
+            lines.append(f"    t = {rule.condition.next}")
+            lines.append("    if t is not None and (d is None or t < d):")
+            lines.append("        d = t")
+        lines.append("    return d")
+        exec(compile("\n".join(lines), f"<plan of {self.pack.version}>", "exec"), env)
+        plan: Plan = env["plan"]
+        return plan
+
+    def _changed(self, rule: Rule, key: str, state: CustomerState, now: Instant,
+                 changes: list[SegmentChange]) -> None:
+        pack = self.pack
+        count = flip(state, rule.name, now)
+        changes.append(make(key, rule.name, count, now, pack.reason(rule, state, reason_value),
+                            consent_of(state), rule.version, state.origin, pack.version))
+
+
+def plans_of(pack: RulePack) -> Plans:
+    plans = pack.plans
+    if plans is None:
+        plans = pack.plans = Plans(pack)
+    assert isinstance(plans, Plans)
+    return plans
+
+
+def with_values(pack: RulePack, rules: tuple[Rule, ...], counted: Sequence[str]) -> tuple[Rule, ...]:
+    """``rules`` and those reading the keyed values an event changed, in judging order."""
+    extra = {rule.name: rule for key in counted for rule in pack.by_value.get(key, ())}
+    if not extra:
+        return rules
+    extra.update((rule.name, rule) for rule in rules)
+    return tuple(sorted(extra.values(), key=lambda rule: pack.rank[rule.name]))
+
+
+def flip(state: CustomerState, segment: str, now: Instant) -> int:
+    """The customer enters or leaves ``segment`` at ``now``; the new transition count."""
+    count = state.members.get(segment, 0) + 1
+    state.members[segment] = count
+    if count % 2 == 1:
+        state.since[segment] = now
+    else:
+        state.since.pop(segment, None)
+    return count
+
+
+def next_deadline(rules: Iterable[Rule], state: CustomerState, keep: Instant | None) -> Instant | None:
+    best = keep
+    for rule in rules:
+        nxt = rule.condition.nxt
+        if nxt is None:
+            continue
+        t = nxt(state)
+        if t is not None and (best is None or t < best):
+            best = t
+    return best
+
+
+def reason_value(typ: str, value: Any) -> Any:
+    if typ == TIME and value is not None:
+        return format_instant(value)
+    return value
+
+
+def consent_of(state: CustomerState) -> Consent:
+    return Consent(state.consent_email, state.consent_sms, state.consent_push)
