@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 Instant = int
 """Microseconds since 1970-01-01T00:00:00Z."""
@@ -25,6 +26,7 @@ WEEK: Duration = 7 * DAY
 UNITS: dict[str, Duration] = {"s": SECOND, "m": MINUTE, "h": HOUR, "d": DAY, "w": WEEK}
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NAIVE_EPOCH = datetime(1970, 1, 1)
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 
 
@@ -45,9 +47,11 @@ def parse_instant(text: str) -> Instant:
     return from_datetime(value)
 
 
+@lru_cache(maxsize=4096)
 def format_instant(instant: Instant) -> str:
-    """ISO 8601 in UTC with a ``Z``: seconds, then milliseconds or microseconds only when needed."""
-    value = to_datetime(instant)
+    """ISO 8601 in UTC with a ``Z``: seconds, then milliseconds or microseconds only when needed.
+    (Cached: a change's time and the times in its reason are mostly the customer's latest.)"""
+    value = _NAIVE_EPOCH + timedelta(microseconds=instant)
     micros = value.microsecond
     if micros == 0:
         spec = "seconds"
@@ -55,7 +59,7 @@ def format_instant(instant: Instant) -> str:
         spec = "milliseconds"
     else:
         spec = "microseconds"
-    return value.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
+    return value.isoformat(timespec=spec) + "Z"
 
 
 def parse_duration(text: str) -> Duration:

@@ -85,7 +85,7 @@ class CustomerState(msgspec.Struct, array_like=True, omit_defaults=True, gc=Fals
 
     @property
     def cart_items(self) -> int:
-        return sum(line[0] for line in self.cart.values())
+        return sum([line[0] for line in self.cart.values()]) if self.cart else 0
 
     @property
     def cart_value(self) -> float:

@@ -15,6 +15,8 @@ thing msgpack and Python both hold.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import reduce
+from operator import add as _plus
 
 from streams.model.clock import Duration, Instant
 
@@ -66,6 +68,11 @@ def total(entries: Entries | None, now: Instant, length: Duration, aggregate: st
     if not entries:
         return None if aggregate == "max" else 0  # type: ignore[return-value]
     start = now - length
+    if entries[0] > start and entries[-2] <= now:  # all of them count (the usual case)
+        if aggregate == "max":
+            return max(entries[1::2])
+        result = reduce(_plus, entries[1::2], 0.0)  # in order, as the loop below adds
+        return result if aggregate == "sum" else int(result)
     if aggregate == "max":
         values = [entries[i + 1] for i in range(0, len(entries), 2) if start < entries[i] <= now]
         return max(values) if values else None  # type: ignore[return-value]
