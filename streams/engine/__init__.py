@@ -3,6 +3,7 @@ customers with their timers and clock (:class:`Engine`). Both drivers, ``segment
 the live worker, run this same code. Imports only :mod:`streams.rules` and :mod:`streams.model`:
 no Kafka, no faust, no files."""
 
-from streams.engine.engine import Engine, Stats
+from streams.engine.engine import Engine
+from streams.engine.stats import Stats
 
 __all__ = ["Engine", "Stats"]

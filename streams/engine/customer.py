@@ -165,6 +165,13 @@ def keep_most_counted(state: CustomerState, window: WindowDef, counted: str | No
 
 def fire(pack: RulePack, key: str, state: CustomerState, at: Instant) -> list[SegmentChange]:
     """Time reached ``at``, one of this customer's deadlines: re-evaluate what time can change."""
+    changes: list[SegmentChange] = []
+    state.deadline = (pack.plans or plans_of(pack)).fire(state, key, at, changes, advance)
+    return changes
+
+
+def advance(pack: RulePack, state: CustomerState, at: Instant) -> None:
+    """The record's clock moves to ``at``; what expired by then leaves its windows."""
     if at > state.clock:
         state.clock = at
     now = state.clock
@@ -175,9 +182,6 @@ def fire(pack: RulePack, key: str, state: CustomerState, at: Instant) -> list[Se
                 windows.prune(entries, now, window.length)
                 if not entries:
                     del state.windows[name]
-    changes: list[SegmentChange] = []
-    state.deadline = (pack.plans or plans_of(pack)).fire(state, key, now, changes, None)
-    return changes
 
 
 def erase(pack: RulePack, key: str, state: CustomerState, ts: Instant) -> list[SegmentChange]:

@@ -12,13 +12,13 @@ from __future__ import annotations
 import heapq
 from collections import Counter
 from collections.abc import Callable, MutableMapping, Sequence
-from dataclasses import dataclass, field
 
 import msgspec
 
 from streams.engine import bounds
 from streams.engine import customer as core
 from streams.engine.activate import activate, cancel_all
+from streams.engine.stats import Stats
 from streams.engine.switch import Switch, by_event_type, kept_for, prefill_traits
 from streams.engine.timers import TimerIndex
 from streams.model.activations import Activation
@@ -29,22 +29,6 @@ from streams.model.limits import DEFAULT_LIMITS, Limits
 from streams.model.state import CustomerState
 from streams.rules.deployments import Scheduled
 from streams.rules.pack import RulePack, WindowDef
-
-
-@dataclass
-class Stats:
-    events: int = 0
-    """Events applied (duplicates and bad events not included)."""
-    bad: int = 0
-    duplicates: int = 0
-    late: int = 0
-    """Events behind the customer's own time that were still applied."""
-    after_erasure: int = 0
-    """Events from before a customer's erasure that arrived after it, dropped."""
-    changes: Counter[tuple[str, str]] = field(default_factory=Counter)
-    """(segment, entered|exited) -> count."""
-    activations: Counter[tuple[str, str, str]] = field(default_factory=Counter)
-    """(policy, segment, channel) -> activations it suppressed; ("held", ...) -> held ones."""
 
 
 class Snapshot(msgspec.Struct):
@@ -177,7 +161,12 @@ class Engine:
         if (self.clock is not None and ts < self.clock - pack.allowed_lateness
                 and tag != "customer_erased"):
             return self._late(event, raw, self.clock)
-        changes = self.advance(ts, inclusive=False)
+        first = self.timers.next_deadline()
+        if self.pending or (first is not None and first < ts):
+            changes = self.advance(ts, inclusive=False)
+        else:  # nothing falls due before the event (what advance finds, without its calls)
+            changes = []
+            self._move_clock(ts)
         if key is not None:
             identified = True
         elif event.customer_id is not None:
@@ -257,10 +246,7 @@ class Engine:
         changes: list[SegmentChange] = []
         first = self.timers.next_deadline()
         if first is None or first > until or (first == until and not inclusive):
-            if self.clock is None or until > self.clock:
-                self.clock = until
-                if self.expiring:
-                    self._forget_old_erasures()
+            self._move_clock(until)
             return changes
         for deadline, key in self.timers.pop_due(until, inclusive=inclusive):
             state = self.states.get(key)
@@ -275,11 +261,14 @@ class Engine:
             if new:
                 self._count(new)
                 changes += new
+        self._move_clock(until)
+        return changes
+
+    def _move_clock(self, until: Instant) -> None:
         if self.clock is None or until > self.clock:
             self.clock = until
             if self.expiring:
                 self._forget_old_erasures()
-        return changes
 
     # --- rule deployments ------------------------------------------------------------------------
 

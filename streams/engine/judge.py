@@ -24,6 +24,10 @@ Plan = Callable[[CustomerState, str, Instant, list[SegmentChange], Instant | Non
 """``plan(state, key, now, changes, keep)``: judges the rules, appends their changes, and
 returns the earliest of ``keep`` and the next changes of the rules whose deadlines it owns."""
 
+Advance = Callable[[RulePack, CustomerState, Instant], None]
+FirePlan = Callable[[CustomerState, str, Instant, list[SegmentChange], Advance], Instant | None]
+"""``fire(state, key, at, changes, advance)``: ``advance`` moves the record's clock to ``at``."""
+
 MAX_PLANS = 4096
 """Steps of a kind beyond this many (keyed values in many combinations) are judged by a plan
 made for the occasion and not kept, so the cache stays bounded whatever the values."""
@@ -35,9 +39,9 @@ class Plans:
     def __init__(self, pack: RulePack) -> None:
         self.pack = pack
         self.whole = self._build(pack.rules, pack.timed_rules)
-        """Every rule and every deadline: a new record, an identify, a deployment."""
-        self.fire = self._build(pack.timed_rules, pack.timed_rules)
-        """A deadline reached: what time can change."""
+        """Every rule and every deadline: a new record, a visitor identified."""
+        self.fire = self._build_fire(pack.timed_rules)
+        """A deadline reached."""
         self._steps: dict[tuple[Any, ...], Plan] = {}
 
     def step(self, tag: str, due: bool, seen: bool, counted: Sequence[str]) -> Plan:
@@ -71,9 +75,35 @@ class Plans:
             lines.append("    if t is not None and (d is None or t < d):")
             lines.append("        d = t")
         lines.append("    return d")
+        return self._compile(lines, env)
+
+    def _compile(self, lines: list[str], env: dict[str, Any]) -> Any:
         exec(compile("\n".join(lines), f"<plan of {self.pack.version}>", "exec"), env)
-        plan: Plan = env["plan"]
-        return plan
+        return env["plan"]
+
+    def _build_fire(self, timed: Sequence[Rule]) -> FirePlan:
+        """Judges only the rules whose next change has come. The others' values have not
+        changed since the record's last step (their next change is later, and exact), nor has
+        that next change: theirs stays as it was computed before the clock moved."""
+        env: dict[str, Any] = {**HELPERS, "_changed": self._changed, "_pack": self.pack}
+        timed = [rule for rule in timed if rule.condition.next is not None]
+        lines = ["def plan(s, key, at, changes, advance):"]
+        for n, rule in enumerate(timed):
+            env.update(rule.condition.env)
+            lines.append(f"    n{n} = {rule.condition.next}")
+        lines += ["    advance(_pack, s, at)", "    now = s.clock", "    m = s.members", "    d = None"]
+        for n, rule in enumerate(timed):
+            env[f"_r{n}"] = rule
+            lines += [
+                f"    if n{n} is not None and n{n} <= now:",
+                f"        if (not {rule.condition.code}) == (m.get({rule.name!r}, 0) % 2 == 1):",
+                f"            _changed(_r{n}, key, s, now, changes)",
+                f"        n{n} = {rule.condition.next}",
+                f"    if n{n} is not None and (d is None or n{n} < d):",
+                f"        d = n{n}",
+            ]
+        lines.append("    return d")
+        return self._compile(lines, env)
 
     def _changed(self, rule: Rule, key: str, state: CustomerState, now: Instant,
                  changes: list[SegmentChange]) -> None:

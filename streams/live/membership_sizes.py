@@ -15,7 +15,7 @@ from aiokafka.structs import TopicPartition
 
 from streams.live.readers import reader
 from streams.live.settings import WorkerSettings
-from streams.model.memberships import decode
+from streams.model.memberships import segment_of
 
 log = logging.getLogger("segmenter.sizes")
 
@@ -30,13 +30,14 @@ class ClusterSizes:
         """Whether the topic was read to its end once: until then the sizes are partial."""
 
     def apply(self, key: bytes, value: bytes | None) -> None:
+        if value is not None and key in self.segment_of:
+            return  # the key names the segment: a newer record of a membership changes no size
         old = self.segment_of.pop(key, None)
         if old is not None:
             self.sizes[old] -= 1
         if value is not None:
-            try:
-                segment = decode(value).segment
-            except Exception:  # a record this worker cannot read counts nowhere
+            segment = segment_of(key)
+            if segment is None:  # a record this worker cannot read counts nowhere
                 return
             self.segment_of[key] = segment
             self.sizes[segment] += 1

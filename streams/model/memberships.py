@@ -45,3 +45,14 @@ def record(change: SegmentChange) -> tuple[bytes, bytes | None]:
 
 def decode(raw: bytes) -> Membership:
     return _decoder.decode(raw)
+
+
+_key_decoder = msgspec.json.Decoder(tuple[str, str])
+
+
+def segment_of(raw_key: bytes) -> str | None:
+    """The segment a record's key names; None for a key that is not one of :func:`key`'s."""
+    try:
+        return _key_decoder.decode(raw_key)[1]
+    except msgspec.DecodeError:
+        return None
