@@ -252,7 +252,7 @@ def decode(raw: bytes, *, limits: Limits = DEFAULT_LIMITS, latest: Instant | Non
         return BadEvent(f"not valid JSON: {exc}", raw)
     except RecursionError:  # a limit set above what the decoder can follow
         return BadEvent("nesting: objects and arrays nested too deep for the decoder", raw)
-    problem = _check_ids(event) or _check_bounds(event, limits)
+    problem = _check_ids(event) or _check_bounds(event, limits, raw)
     if problem:
         return BadEvent(problem, raw, event_id=event.event_id)
     if latest is not None and event.instant > latest:
@@ -296,20 +296,23 @@ def _check_ids(event: Envelope) -> str | None:
     return None
 
 
-def _check_bounds(event: Envelope, limits: Limits) -> str | None:
+def _check_bounds(event: Envelope, limits: Limits, raw: bytes) -> str | None:
     """Ids of bounded length and without control characters; finite amounts and quantities under
     their maximums. What a customer's record keeps of an event is bounded by these. (Most events
-    pass: the envelope is looked at field by field only when its strings together are long or
-    odd, and the properties only of the types that carry ids or amounts.)"""
-    ids = event.event_id + (event.customer_id or "") + (event.anonymous_id or "")
-    labels = (event.session_id or "") + (event.device or "") + (event.channel or "")
-    if len(ids) + len(labels) > limits.max_id_length or _CONTROL.search(ids):
-        problem = _check_envelope(event, limits)
-        if problem:
-            return problem
+    pass: a message no longer than an id may be holds no string that is too long, and one with
+    no escape and no DEL no control character, since JSON strings cannot hold them raw; the
+    properties are looked at only for the types that carry ids or amounts.)"""
+    short = len(raw) <= limits.max_id_length
+    if not short or b"\\" in raw or b"\x7f" in raw:
+        ids = event.event_id + (event.customer_id or "") + (event.anonymous_id or "")
+        labels = (event.session_id or "") + (event.device or "") + (event.channel or "")
+        if len(ids) + len(labels) > limits.max_id_length or _CONTROL.search(ids):
+            problem = _check_envelope(event, limits)
+            if problem:
+                return problem
     props = getattr(event, "properties", None)
     fields = _BOUNDED.get(type(props))
-    return None if fields is None else _check_properties(props, fields, limits)
+    return None if fields is None else _check_properties(props, fields, limits, short)
 
 
 def _check_envelope(event: Envelope, limits: Limits) -> str | None:
@@ -324,10 +327,11 @@ def _check_envelope(event: Envelope, limits: Limits) -> str | None:
     return None
 
 
-def _check_properties(props: Any, fields: tuple[tuple[str, ...], tuple[str, ...]], limits: Limits) -> str | None:
+def _check_properties(props: Any, fields: tuple[tuple[str, ...], tuple[str, ...]], limits: Limits,
+                      short: bool = False) -> str | None:
     ids, amounts = fields
     longest = limits.max_id_length
-    for name in ids:
+    for name in () if short else ids:
         value = getattr(props, name)
         if value is not None and len(value) > longest:
             return _too_long(f"$.properties.{name}", value, longest)

@@ -68,10 +68,13 @@ def total(entries: Entries | None, now: Instant, length: Duration, aggregate: st
     if not entries:
         return None if aggregate == "max" else 0  # type: ignore[return-value]
     start = now - length
-    if entries[0] > start and entries[-2] <= now:  # all of them count (the usual case)
+    if entries[-2] <= now:  # nothing after now (the usual case): skip what expired, take the rest
+        i, n = 0, len(entries)
+        while i < n and entries[i] <= start:
+            i += 2
         if aggregate == "max":
-            return max(entries[1::2])
-        result = reduce(_plus, entries[1::2], 0.0)  # in order, as the loop below adds
+            return max(entries[i + 1::2]) if i < n else None  # type: ignore[return-value]
+        result = reduce(_plus, entries[i + 1::2], 0.0)  # in order, as the loop below adds
         return result if aggregate == "sum" else int(result)
     if aggregate == "max":
         values = [entries[i + 1] for i in range(0, len(entries), 2) if start < entries[i] <= now]

@@ -76,8 +76,9 @@ def run(engine: Engine, lines: Iterable[bytes], *, name: str, until: Instant | N
         if not raw.strip():
             continue
         read += 1
-        result = engine.process_bytes(raw, where=f"{name}:{number}", latest=latest)
+        result = engine.process_bytes(raw, latest=latest)
         if isinstance(result, BadEvent):
+            result.where = f"{name}:{number}"
             bad(result)
             continue
         for change in result:
