@@ -30,7 +30,7 @@ from typing import Any
 import msgspec
 from ranks import nearest_rank
 
-from streams.engine import Engine
+from streams.engine import Engine, collector
 from streams.model.changes import SegmentChange
 from streams.model.clock import SECOND
 from streams.model.events import BadEvent
@@ -147,6 +147,7 @@ def replay(engine: Engine, path: Path) -> Summary:
 
 def measure(args: argparse.Namespace, path: Path, meta: dict[str, Any]) -> None:
     pinned = pin_to_one_core()
+    collector.tune()  # as every segmenter command does
     pack = load_pack(args.rules)
     engine = Engine(pack)
     rss_before = rss_bytes()

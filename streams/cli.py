@@ -336,6 +336,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    from streams.engine import collector
+
+    collector.tune()
     try:
         code: int = args.run(args)
     except RuleError as error:
