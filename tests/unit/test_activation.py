@@ -177,6 +177,23 @@ def test_a_membership_is_a_record_on_entry_and_a_tombstone_on_exit() -> None:
     assert memberships.record(gone) == (key, None)
 
 
+def test_cluster_sizes_count_the_memberships_topic_as_it_is_written() -> None:
+    from streams.live.membership_sizes import ClusterSizes
+    from streams.live.settings import WorkerSettings
+    from streams.model import memberships
+    from streams.model.changes import Consent, make
+
+    sizes = ClusterSizes(WorkerSettings(partitions=1))
+    records = [memberships.record(make(c, s, n, START, {}, Consent(), 1, 0, "1"))
+               for c, s, n in [("c1", "a", 1), ("c2", "a", 1), ("c1", "b", 1), ("c1", "a", 3), ("c2", "a", 2)]]
+    for key, value in records:
+        sizes.apply(key, value)
+    assert sizes.current() == {"a": 1, "b": 1}  # c1 entered a again: one membership, not two
+    sizes.apply(b"not a key", b"{}")
+    sizes.apply(b'["c3"]', b"{}")
+    assert sizes.current() == {"a": 1, "b": 1}
+
+
 def test_the_backtest_counts_what_each_policy_saved_and_the_re_activations() -> None:
     from streams.offline.backtest import Activations
 

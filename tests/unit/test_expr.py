@@ -131,3 +131,23 @@ def test_now_on_the_right_hand_side_and_negative_slope() -> None:
 
 def test_a_rule_without_time_has_no_deadline_function() -> None:
     assert compile_bool("orders >= 2").nxt is None
+
+
+# --- what the compiler generates ---------------------------------------------------------------
+
+
+def test_text_in_a_literal_stays_a_value() -> None:
+    """A rule becomes Python source: what a string literal holds must never become code."""
+    state = CustomerState(device="x' or True or 'y")
+    assert compile_bool('device == "x\' or True or \'y"').fn(state) is True
+    assert compile_bool('device == "x\' or True or \'z"').fn(state) is False
+    assert compile_bool('device + "{a}\\\\" == "m{a}\\\\"').fn(CustomerState(device="m")) is True
+    assert compile_bool('device in ["{v}", "\\")"]').fn(CustomerState(device='")')) is True
+
+
+def test_deep_nesting_compiles_up_to_a_limit_then_is_a_problem_not_a_crash() -> None:
+    deep = "(" * 80 + "not " * 40 + "orders > 1" + ")" * 80
+    assert compile_bool(deep).fn(CustomerState(orders=2)) is True
+    assert compile_bool("orders + " * 60 + "1 > 60").fn(CustomerState(orders=1)) is True
+    error = error_of("orders + " * 150 + "1 > 2")
+    assert error.kind == Kind.NOT_ALLOWED and "nested too deeply" in error.message
