@@ -18,6 +18,7 @@ import msgspec
 from streams.engine import bounds
 from streams.engine import customer as core
 from streams.engine.activate import activate, cancel_all
+from streams.engine.counting import add_to_windows
 from streams.engine.stats import Stats
 from streams.engine.switch import Switch, by_event_type, kept_for, prefill_traits
 from streams.engine.timers import TimerIndex
@@ -219,7 +220,7 @@ class Engine:
         new = core.apply_event(pack, key, state, event, tag, ts, evaluate_all=evaluate_all,
                                traits=self.keep_traits)
         if self.shadows_for_type:
-            core.add_to_windows(state, event, self.shadows_for_type.get(tag, ()), ts)
+            add_to_windows(state, event, self.shadows_for_type.get(tag, ()), ts)
         if new or state.held:
             activate(pack, key, state, new, state.clock, self.activations, self.stats.activations)
         self.states[key] = state
@@ -298,7 +299,7 @@ class Engine:
                                      self.keep_traits - self.pack.traits, self.history_traits)
         defs = self.shadows_for_type.get(tag)
         if defs:
-            core.add_to_windows(state, event, defs, event.instant)
+            add_to_windows(state, event, defs, event.instant)
             counted = True
         if counted:
             self.states[key] = state
