@@ -17,24 +17,31 @@ def add_to_windows(state: CustomerState, event: Envelope, defs: Iterable[WindowD
     now = state.clock
     counted: list[str] = []
     for window in defs:
-        value = window.value_of(event)
-        if value is None:
-            continue
-        name = window.name if window.by is None else window.key_of(event)
-        if name is None:
-            continue
-        entries = state.windows.get(name)
-        created = entries is None
-        if entries is None:
-            entries = state.windows[name] = []
-        windows.add(entries, ts, value, now, window.length, windows.COMBINE[window.aggregate])
-        if not entries:
-            del state.windows[name]
-        if window.by is not None:
-            counted.append(name)
-            if created and entries:  # only a value new to the record adds one to keep
-                counted += keep_most_counted(state, window, name)
+        count_in(state, event, window, ts, now, counted)
     return counted
+
+
+def count_in(state: CustomerState, event: Envelope, window: WindowDef, ts: Instant, now: Instant,
+             counted: list[str]) -> None:
+    """The event counted in one window, if it takes it; a keyed window's values it changed go
+    to ``counted``."""
+    value = window.value_of(event)
+    if value is None:
+        return
+    name = window.name if window.by is None else window.key_of(event)
+    if name is None:
+        return
+    entries = state.windows.get(name)
+    created = entries is None
+    if entries is None:
+        entries = state.windows[name] = []
+    windows.add(entries, ts, value, now, window.length, windows.COMBINE[window.aggregate])
+    if not entries:
+        del state.windows[name]
+    if window.by is not None:
+        counted.append(name)
+        if created and entries:  # only a value new to the record adds one to keep
+            counted += keep_most_counted(state, window, name)
 
 
 def keep_most_counted(state: CustomerState, window: WindowDef, counted: str | None = None) -> list[str]:

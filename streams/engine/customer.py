@@ -19,7 +19,7 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
-from streams.engine.counting import add_to_windows, keep_most_counted
+from streams.engine.counting import keep_most_counted
 from streams.engine.judge import consent_of, plans_of
 from streams.model import windows
 from streams.model.changes import SegmentChange, make
@@ -100,12 +100,12 @@ def apply_event(pack: RulePack, key: str, state: CustomerState, event: Envelope,
         update = _UPDATES.get(tag)
         if update is not None:
             update(state, event, ts)
-    counted = add_to_windows(state, event, pack.windows_for_type.get(tag, ()), ts)
+    plans = pack.plans or plans_of(pack)
+    counted = plans.count(tag)(event, state, ts)
     if not state.identified:
         return []
     deadline = state.deadline
     due = deadline is not None and deadline <= now
-    plans = pack.plans or plans_of(pack)
     changes: list[SegmentChange] = []
     if evaluate_all:
         state.deadline = plans.whole(state, key, now, changes, None)

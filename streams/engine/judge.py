@@ -13,12 +13,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from streams.engine.counting import count_in
+from streams.model import windows
 from streams.model.changes import Consent, SegmentChange, make
 from streams.model.clock import Instant, format_instant
 from streams.model.state import CustomerState
 from streams.rules.compiled import HELPERS
 from streams.rules.fields import TIME
-from streams.rules.pack import Rule, RulePack
+from streams.rules.pack import Rule, RulePack, WindowDef
 
 Plan = Callable[[CustomerState, str, Instant, list[SegmentChange], Instant | None], Instant | None]
 """``plan(state, key, now, changes, keep)``: judges the rules, appends their changes, and
@@ -27,6 +29,8 @@ returns the earliest of ``keep`` and the next changes of the rules whose deadlin
 Advance = Callable[[RulePack, CustomerState, Instant], None]
 FirePlan = Callable[[CustomerState, str, Instant, list[SegmentChange], Advance], Instant | None]
 """``fire(state, key, at, changes, advance)``: ``advance`` moves the record's clock to ``at``."""
+
+Count = Callable[[Any, CustomerState, Instant], Sequence[str]]
 
 MAX_PLANS = 4096
 """Steps of a kind beyond this many (keyed values in many combinations) are judged by a plan
@@ -43,6 +47,15 @@ class Plans:
         self.fire = self._build_fire(pack.timed_rules)
         """A deadline reached."""
         self._steps: dict[tuple[Any, ...], Plan] = {}
+        self._counts: dict[str, Count] = {}
+
+    def count(self, tag: str) -> Count:
+        """``count(event, state, ts)``: the event counted in the windows that take events of
+        type ``tag``; returns the keyed values it changed, as :func:`add_to_windows` does."""
+        count = self._counts.get(tag)
+        if count is None:
+            count = self._counts[tag] = self._build_count(self.pack.windows_for_type.get(tag, ()))
+        return count
 
     def step(self, tag: str, due: bool, seen: bool, counted: Sequence[str]) -> Plan:
         """An event of type ``tag`` (``due``: one of the customer's deadlines is reached;
@@ -80,6 +93,34 @@ class Plans:
     def _compile(self, lines: list[str], env: dict[str, Any]) -> Any:
         exec(compile("\n".join(lines), f"<plan of {self.pack.version}>", "exec"), env)
         return env["plan"]
+
+    def _build_count(self, defs: Sequence[WindowDef]) -> Count:
+        """A plain window's filter and value inlined; a keyed one through :func:`count_in`."""
+        env: dict[str, Any] = {**HELPERS, "_add": windows.add, "_count_in": count_in}
+        keyed = any(window.by is not None for window in defs)
+        lines = ["def plan(s, st, ts):", "    now = st.clock", "    w = st.windows",
+                 "    counted = []" if keyed else "    counted = ()"]
+        for n, window in enumerate(defs):
+            env[f"_w{n}"] = window
+            if window.by is not None:
+                lines.append(f"    _count_in(st, s, _w{n}, ts, now, counted)")
+                continue
+            env[f"_c{n}"] = windows.COMBINE[window.aggregate]
+            indent, value = "    ", "1"
+            if window.where is not None:
+                env.update(window.where.env)
+                lines.append(f"{indent}if {window.where.code}:")
+                indent += "    "
+            if window.value is not None:
+                env.update(window.value.env)
+                lines += [f"{indent}v = {window.value.code}", f"{indent}if v is not None:"]
+                indent, value = indent + "    ", "v"
+            name = repr(window.name)
+            lines += [f"{indent}e = w.get({name})", f"{indent}if e is None:", f"{indent}    e = w[{name}] = []",
+                      f"{indent}_add(e, ts, {value}, now, {window.length}, _c{n})",
+                      f"{indent}if not e:", f"{indent}    del w[{name}]"]
+        lines.append("    return counted")
+        return self._compile(lines, env)
 
     def _build_fire(self, timed: Sequence[Rule]) -> FirePlan:
         """Judges only the rules whose next change has come. The others' values have not
