@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaProducer
 from streams.live import handoffs
 from streams.live.metrics import Metrics
 from streams.live.settings import WorkerSettings
+from streams.live.views import KeyPartitioner
 from streams.model import memberships
 from streams.model.activations import Activation
 from streams.model.activations import encode as encode_activation
@@ -30,7 +31,7 @@ def make_producer(settings: WorkerSettings) -> AIOKafkaProducer:
     what comes while a request is out is batched behind it anyway."""
     return AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all",
                             enable_idempotence=True, linger_ms=0, max_batch_size=1 << 20,
-                            **settings.kafka_security())
+                            partitioner=KeyPartitioner(), **settings.kafka_security())
 
 
 class Outbox:

@@ -23,10 +23,11 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any, Generic, TypeVar
 
 import faust
-from aiokafka.partitioner import murmur2
+from aiokafka.partitioner import DefaultPartitioner, murmur2
 from faust.streams import _current_event  # the store and changelog pick the partition from it
 from faust.types.tuples import Message
 
@@ -34,9 +35,23 @@ V = TypeVar("V")
 _MISSING = object()
 
 
+key_hash = lru_cache(maxsize=1 << 15)(murmur2)
+"""murmur2 of a key, remembered for the keys seen lately: it is pure Python, and the worker
+hashes each customer's key for every record it sends."""
+
+
 def partition_of(key: str, partitions: int) -> int:
     """Kafka's default partitioner for a string key (Java's ``Utils.toPositive(murmur2) % n``)."""
-    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+    return (key_hash(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+class KeyPartitioner(DefaultPartitioner):
+    """The producer's partitioner: Kafka's default, with :data:`key_hash`."""
+
+    def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+        if key is None:
+            return super().__call__(key, all_partitions, available)
+        return all_partitions[(key_hash(key) & 0x7FFFFFFF) % len(all_partitions)]
 
 
 @contextmanager

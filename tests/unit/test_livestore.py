@@ -123,3 +123,19 @@ def test_a_mirrored_view_answers_from_memory_and_writes_through() -> None:
     del mirror[a]
     assert dict(mirror) == {b: "2"}
     assert sorted(v.encoded(v.snapshot())) == sorted([(a, None), (b, b"2")])
+
+
+def test_the_producer_places_keys_where_kafkas_default_partitioner_does() -> None:
+    """Consumers and other clients find a customer's records on the partition Kafka's own
+    partitioner gives (murmur2), remembered hashes or not."""
+    from aiokafka.partitioner import DefaultPartitioner
+
+    from streams.live.views import KeyPartitioner
+
+    ours, kafkas = KeyPartitioner(), DefaultPartitioner()
+    for n in range(3000):
+        key = f"cust-{n * 7919}".encode()
+        partitions = list(range(1 + n % 48))
+        assert ours(key, partitions, partitions) == kafkas(key, partitions, partitions)
+        assert ours(key, partitions, partitions) == partition_of(key.decode(), len(partitions))
+    assert ours(None, [0, 1, 2], [2]) == 2  # no key: an available partition
