@@ -4,8 +4,9 @@ The pack is compiled once more for the engine: for each kind of step (an event o
 with a deadline due or not, with device or channel changed or not, with the keyed values it
 counted; a deadline firing; a record judged whole), one generated function judges exactly
 the rules that step can change, in judging order, each condition's source inlined, and
-returns the next instant at which time alone could change a membership. Made on first use
-and kept on the pack (:attr:`streams.rules.pack.RulePack.plans`).
+returns the next instant at which time alone could change a membership; and for each event
+type one counts the event in the windows that take it. Made on first use and kept on the
+pack (:attr:`streams.rules.pack.RulePack.plans`).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ made for the occasion and not kept, so the cache stays bounded whatever the valu
 
 
 class Plans:
-    """The generated judging functions of one pack."""
+    """The generated functions of one pack: judging a step, firing a deadline, counting an event."""
 
     def __init__(self, pack: RulePack) -> None:
         self.pack = pack
@@ -73,7 +74,7 @@ class Plans:
 
     def _build(self, rules: Sequence[Rule], timed: Sequence[Rule]) -> Plan:
         env: dict[str, Any] = {**HELPERS, "_changed": self._changed}
-        lines = ["def plan(s, key, now, changes, keep):", "    m = s.members"]
+        lines = ["def judge(s, key, now, changes, keep):", "    m = s.members"]
         for n, rule in enumerate(rules):
             env.update(rule.condition.env)
             env[f"_r{n}"] = rule
@@ -91,14 +92,16 @@ class Plans:
         return self._compile(lines, env)
 
     def _compile(self, lines: list[str], env: dict[str, Any]) -> Any:
-        exec(compile("\n".join(lines), f"<plan of {self.pack.version}>", "exec"), env)
-        return env["plan"]
+        """The function ``lines`` define (its name on their first line), as profiles name it."""
+        name = lines[0][4:lines[0].index("(")]
+        exec(compile("\n".join(lines), f"<pack {self.pack.version}>", "exec"), env)
+        return env[name]
 
     def _build_count(self, defs: Sequence[WindowDef]) -> Count:
         """A plain window's filter and value inlined; a keyed one through :func:`count_in`."""
         env: dict[str, Any] = {**HELPERS, "_add": windows.add, "_count_in": count_in}
         keyed = any(window.by is not None for window in defs)
-        lines = ["def plan(s, st, ts):", "    now = st.clock", "    w = st.windows",
+        lines = ["def count(s, st, ts):", "    now = st.clock", "    w = st.windows",
                  "    counted = []" if keyed else "    counted = ()"]
         for n, window in enumerate(defs):
             env[f"_w{n}"] = window
@@ -128,7 +131,7 @@ class Plans:
         that next change: theirs stays as it was computed before the clock moved."""
         env: dict[str, Any] = {**HELPERS, "_changed": self._changed, "_pack": self.pack}
         timed = [rule for rule in timed if rule.condition.next is not None]
-        lines = ["def plan(s, key, at, changes, advance):"]
+        lines = ["def fire(s, key, at, changes, advance):"]
         for n, rule in enumerate(timed):
             env.update(rule.condition.env)
             lines.append(f"    n{n} = {rule.condition.next}")
