@@ -78,6 +78,19 @@ HELPERS: dict[str, Any] = {
 """What generated source may call besides the names in an expression's ``env``."""
 
 
+ROOM = 4
+"""Levels of nesting a condition's source must leave free: the engine inlines it that much
+deeper (:mod:`streams.engine.judge`), and Python's parser has a fixed limit."""
+
+
+def check_room(expr: Expr) -> None:
+    """Compile ``expr`` (its value and next change) as deep as the engine will: a SyntaxError,
+    RecursionError or MemoryError here is a rule nested too deeply, found at load time."""
+    for code in (expr.code, expr.next):
+        if code is not None:
+            to_function("(" * ROOM + code + ")" * ROOM, expr.env)
+
+
 def to_function(code: str, env: Mapping[str, Any]) -> Fn:
     """``lambda s: <code>``, run with the helpers and ``env`` as its globals."""
     return eval(compile(f"lambda s: {code}", "<rule>", "eval"), {**HELPERS, **env})

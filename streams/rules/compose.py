@@ -60,7 +60,7 @@ def segments_read(text: str) -> set[str]:
     does not parse: compiling it says why)."""
     try:
         tree = ast.parse(f"({text}\n)", mode="eval")
-    except SyntaxError:
+    except (SyntaxError, RecursionError, MemoryError):
         return set()
     return {name for node in ast.walk(tree)
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)

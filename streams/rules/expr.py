@@ -33,6 +33,7 @@ from streams.rules.compiled import (
     Scope,
     arith_type,
     both_present,
+    check_room,
     comparison,
     conjunction,
     const,
@@ -75,6 +76,7 @@ def compile_expression(text: str, scope: Scope, want: str) -> Expr:
 
     Positions in the error are 1-based line and column within ``text``.
     """
+    too_deep = ExprError(Kind.NOT_ALLOWED, "the expression is nested too deeply")
     try:
         # Parenthesised so an expression may span lines, as TOML multi-line strings do.
         tree = ast.parse(f"({text}\n)", mode="eval")
@@ -83,18 +85,22 @@ def compile_expression(text: str, scope: Scope, want: str) -> Expr:
         error.line = exc.lineno or 1
         error.col = (exc.offset or 1) - 1
         raise _shift(error) from None
+    except (RecursionError, MemoryError):
+        raise _shift(too_deep) from None
     try:
         expr = _Compiler(scope).visit(tree.body)
     except ExprError as error:
         raise _shift(error) from None
+    except RecursionError:  # the compiler follows the tree as deep as it goes
+        raise _shift(too_deep) from None
     if expr.type != want and not (expr.type == NULL):
         raise _shift(ExprError(
             Kind.TYPE_MISMATCH, f"the expression is a {expr.type}; it must be a {want}", tree.body
         ))
     try:
-        expr.fn, expr.nxt  # noqa: B018 (compiled now, so that a failure is the file's problem)
+        check_room(expr)
     except (SyntaxError, RecursionError, MemoryError):
-        raise _shift(ExprError(Kind.NOT_ALLOWED, "the expression is nested too deeply", tree.body)) from None
+        raise _shift(too_deep) from None
     return expr
 
 

@@ -122,3 +122,31 @@ def test_once_per_names_a_field_of_the_record(tmp_path: Path, capsys: pytest.Cap
     assert "abandoner.toml:4: rule 'abandoner'" in err
     assert "once_per 'cart_start_at' is not a field of the customer's record" in err
     assert "did you mean `cart_started_at`?" in err
+
+
+@pytest.mark.parametrize(("repeat", "end"), [("orders + ", "1 > 2"), ("not not ", "orders > 0")])
+def test_the_deepest_rule_validate_accepts_runs_in_the_engine(tmp_path: Path, repeat: str, end: str) -> None:
+    """The engine inlines a condition deeper than it is written: a rule at the nesting limit must
+    run (events, deadlines) or be refused by validate, never pass and then fail every event."""
+    from streams.engine import Engine
+    from streams.model.events import BadEvent
+
+    from scenario import START, event, hours
+
+    def pack_with(n: int) -> Path:
+        folder = tmp_path / str(n)
+        folder.mkdir()
+        when = f"({repeat * n}{end}) and now - last_seen < hours(1)"
+        return make_pack(folder, {"deep.toml": f'name = "deep"\nversion = 1\nwhen = "{when}"\n'})
+
+    deepest = next(n for n in range(300, 0, -1) if not check_pack(pack_with(n)))
+    assert 60 < deepest < 300
+    [problem] = check_pack(tmp_path / "300")
+    assert (problem.file, problem.kind) == ("deep.toml", Kind.NOT_ALLOWED)
+    assert "nested too deeply" in problem.message
+    engine = Engine(load_pack(tmp_path / str(deepest)))
+    result = engine.process_bytes(event("order_completed", 0, "c1", total=5))
+    assert not isinstance(result, BadEvent)
+    assert [(c.segment, c.change) for c in result if c.segment == "deep"] == [("deep", "entered")]
+    later = engine.finish(START + hours(2))
+    assert [(c.segment, c.change) for c in later if c.segment == "deep"] == [("deep", "exited")]
