@@ -118,11 +118,11 @@ def apply_event(pack: RulePack, key: str, state: CustomerState, event: Envelope,
 def fire(pack: RulePack, key: str, state: CustomerState, at: Instant) -> list[SegmentChange]:
     """Time reached ``at``, one of this customer's deadlines: re-evaluate what time can change."""
     changes: list[SegmentChange] = []
-    state.deadline = (pack.plans or plans_of(pack)).fire(state, key, at, changes, advance)
+    state.deadline = (pack.plans or plans_of(pack)).fire(state, key, at, changes, move_clock)
     return changes
 
 
-def advance(pack: RulePack, state: CustomerState, at: Instant) -> None:
+def move_clock(pack: RulePack, state: CustomerState, at: Instant) -> None:
     """The record's clock moves to ``at``; what expired by then leaves its windows."""
     if at > state.clock:
         state.clock = at

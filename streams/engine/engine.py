@@ -162,12 +162,7 @@ class Engine:
         if (self.clock is not None and ts < self.clock - pack.allowed_lateness
                 and tag != "customer_erased"):
             return self._late(event, raw, self.clock)
-        first = self.timers.next_deadline()
-        if self.pending or (first is not None and first < ts):
-            changes = self.advance(ts, inclusive=False)
-        else:  # nothing falls due before the event (what advance finds, without its calls)
-            changes = []
-            self._move_clock(ts)
+        changes = self.advance(ts, inclusive=False)
         if key is not None:
             identified = True
         elif event.customer_id is not None:
@@ -234,6 +229,8 @@ class Engine:
     def advance(self, until: Instant, *, inclusive: bool = True) -> list[SegmentChange]:
         """Move the clock to ``until``, firing every deadline due by then, earliest first, and
         putting live each deployment whose instant is reached (before anything else at it)."""
+        if not self.pending:
+            return self._fire(until, inclusive=inclusive)
         changes: list[SegmentChange] = []
         while self.pending and self.pending[0].at <= until:
             scheduled = self.pending.pop(0)

@@ -27,9 +27,9 @@ Plan = Callable[[CustomerState, str, Instant, list[SegmentChange], Instant | Non
 """``plan(state, key, now, changes, keep)``: judges the rules, appends their changes, and
 returns the earliest of ``keep`` and the next changes of the rules whose deadlines it owns."""
 
-Advance = Callable[[RulePack, CustomerState, Instant], None]
-FirePlan = Callable[[CustomerState, str, Instant, list[SegmentChange], Advance], Instant | None]
-"""``fire(state, key, at, changes, advance)``: ``advance`` moves the record's clock to ``at``."""
+MoveClock = Callable[[RulePack, CustomerState, Instant], None]
+FirePlan = Callable[[CustomerState, str, Instant, list[SegmentChange], MoveClock], Instant | None]
+"""``fire(state, key, at, changes, move_clock)``: ``move_clock`` moves the record's clock to ``at``."""
 
 Count = Callable[[Any, CustomerState, Instant], Sequence[str]]
 
@@ -76,18 +76,11 @@ class Plans:
         env: dict[str, Any] = {**HELPERS, "_changed": self._changed}
         lines = ["def judge(s, key, now, changes, keep):", "    m = s.members"]
         for n, rule in enumerate(rules):
-            env.update(rule.condition.env)
-            env[f"_r{n}"] = rule
-            # A member whose condition is false, or a non-member whose condition is true.
-            lines.append(f"    if (not {rule.condition.code}) == (m.get({rule.name!r}, 0) % 2 == 1):")
-            lines.append(f"        _changed(_r{n}, key, s, now, changes)")
+            lines += _judged(n, rule, env, "    ")
         lines.append("    d = keep")
         for rule in timed:
-            if rule.condition.next is None:
-                continue
-            lines.append(f"    t = {rule.condition.next}")
-            lines.append("    if t is not None and (d is None or t < d):")
-            lines.append("        d = t")
+            if rule.condition.next is not None:
+                lines += [f"    t = {rule.condition.next}", *_earlier("t", "    ")]
         lines.append("    return d")
         return self._compile(lines, env)
 
@@ -131,21 +124,12 @@ class Plans:
         that next change: theirs stays as it was computed before the clock moved."""
         env: dict[str, Any] = {**HELPERS, "_changed": self._changed, "_pack": self.pack}
         timed = [rule for rule in timed if rule.condition.next is not None]
-        lines = ["def fire(s, key, at, changes, advance):"]
+        lines = ["def fire(s, key, at, changes, move_clock):"]
+        lines += [f"    n{n} = {rule.condition.next}" for n, rule in enumerate(timed)]
+        lines += ["    move_clock(_pack, s, at)", "    now = s.clock", "    m = s.members", "    d = None"]
         for n, rule in enumerate(timed):
-            env.update(rule.condition.env)
-            lines.append(f"    n{n} = {rule.condition.next}")
-        lines += ["    advance(_pack, s, at)", "    now = s.clock", "    m = s.members", "    d = None"]
-        for n, rule in enumerate(timed):
-            env[f"_r{n}"] = rule
-            lines += [
-                f"    if n{n} is not None and n{n} <= now:",
-                f"        if (not {rule.condition.code}) == (m.get({rule.name!r}, 0) % 2 == 1):",
-                f"            _changed(_r{n}, key, s, now, changes)",
-                f"        n{n} = {rule.condition.next}",
-                f"    if n{n} is not None and (d is None or n{n} < d):",
-                f"        d = n{n}",
-            ]
+            lines += [f"    if n{n} is not None and n{n} <= now:", *_judged(n, rule, env, "        "),
+                      f"        n{n} = {rule.condition.next}", *_earlier(f"n{n}", "    ")]
         lines.append("    return d")
         return self._compile(lines, env)
 
@@ -155,6 +139,20 @@ class Plans:
         count = flip(state, rule.name, now)
         changes.append(make(key, rule.name, count, now, pack.reason(rule, state, reason_value),
                             consent_of(state), rule.version, state.origin, pack.version))
+
+
+def _judged(n: int, rule: Rule, env: dict[str, Any], indent: str) -> list[str]:
+    """Source that judges ``rule`` (known as ``_r<n>``): a member whose condition is false, or a
+    non-member whose condition is true, changes."""
+    env.update(rule.condition.env)
+    env[f"_r{n}"] = rule
+    return [f"{indent}if (not {rule.condition.code}) == (m.get({rule.name!r}, 0) % 2 == 1):",
+            f"{indent}    _changed(_r{n}, key, s, now, changes)"]
+
+
+def _earlier(name: str, indent: str) -> list[str]:
+    """Source that keeps in ``d`` the earlier of ``d`` and the instant ``name`` (None: none)."""
+    return [f"{indent}if {name} is not None and (d is None or {name} < d):", f"{indent}    d = {name}"]
 
 
 def plans_of(pack: RulePack) -> Plans:

@@ -8,9 +8,8 @@ from typing import Any
 
 from streams.model.clock import DAY, Duration
 from streams.model.events import EVENT_TYPES
-from streams.model.windows import next_expiry, total
 from streams.rules.activation import ActivationSettings
-from streams.rules.compiled import Expr
+from streams.rules.compiled import Expr, to_function
 from streams.rules.fields import NUMBER, SEEN_CHANGED, Field
 
 DEFAULT_ALLOWED_LATENESS: Duration = 7 * DAY
@@ -64,31 +63,22 @@ class WindowDef:
         """A keyed window's value for one of its values, as a rule reads it, and its next change."""
         key = f"{self.name}{KEY}{value}"
         doc = f"{self.description or 'window ' + self.name}, for {value}"
-        return Field(f"windows.{self.name}[{value}]", NUMBER, self._getter(key), doc, frozenset(),
-                     self._code(key)), self.next_code(key)
+        return self._field(f"windows.{self.name}[{value}]", key, doc), self.next_code(key)
 
     def field(self) -> Field:
         """The window's value, as a rule reads it: its aggregate at the customer's now."""
-        return Field(f"windows.{self.name}", NUMBER, self._getter(self.name),
-                     self.description or f"window {self.name}", frozenset(), self._code(self.name))
+        return self._field(f"windows.{self.name}", self.name, self.description or f"window {self.name}")
 
     def next_code(self, key: str | None = None) -> str:
         """When the value under ``key`` (the window's own name unless keyed) next changes with
         no event, as source over the record ``s``: its oldest entry expires."""
         return f"_next_expiry(s.windows.get({key or self.name!r}), s.clock, {self.length})"
 
-    def next_change(self) -> Callable[[Any], int | None]:
-        """:meth:`next_code`, as a function of the record."""
-        name, length = self.name, self.length
-        return lambda state: next_expiry(state.windows.get(name), state.clock, length)
-
-    def _code(self, key: str) -> str:
-        return f"_total(s.windows.get({key!r}), s.clock, {self.length}, {self.aggregate!r})"
-
-    def _getter(self, key: str) -> Callable[[Any], Any]:
-        """The aggregate of the record's entries under ``key`` at its now."""
-        length, aggregate = self.length, self.aggregate
-        return lambda state: total(state.windows.get(key), state.clock, length, aggregate)
+    def _field(self, name: str, key: str, doc: str) -> Field:
+        """The aggregate of the record's entries under ``key`` at its now: as source, and as the
+        getter compiled from it."""
+        code = f"_total(s.windows.get({key!r}), s.clock, {self.length}, {self.aggregate!r})"
+        return Field(name, NUMBER, to_function(code, {}), doc, frozenset(), code)
 
     def value_of(self, event: Any) -> float | None:
         """What this event adds, or None when it does not count (filtered out, or no value)."""

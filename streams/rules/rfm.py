@@ -57,17 +57,19 @@ class Rfm:
                              "RFM: order totals in the horizon", f"rfm spend over={self.horizon}"),
         }
 
-    def fields(self, windows: dict[str, WindowDef]) -> dict[str, tuple[Field, Callable[[Any], int | None]]]:
+    def fields(self, windows: dict[str, WindowDef]) -> dict[str, tuple[Field, Callable[[Any], int | None] | str]]:
         """Each field rules may read, with when its value next changes with no event."""
         orders, spend = windows[ORDERS], windows[SPEND]
-        out = {}
+        out: dict[str, tuple[Field, Callable[[Any], int | None] | str]] = {}
         for name, window, cuts, doc in (
                 ("frequency", orders, self.frequency, "orders in the RFM horizon"),
                 ("monetary", spend, self.monetary, "order totals in the RFM horizon")):
-            value = window.field().get
-            out[f"rfm_{name}"] = (Field(f"rfm_{name}", NUMBER, value, doc, _CHANGED_BY), window.next_change())
+            aggregate = window.field()
+            value = aggregate.get
+            out[f"rfm_{name}"] = (Field(f"rfm_{name}", NUMBER, value, doc, _CHANGED_BY, aggregate.code),
+                                  window.next_code())
             out[f"rfm_{name[0]}"] = (Field(f"rfm_{name[0]}", NUMBER, _score(value, cuts),
-                                           f"RFM {name} score, 1 to 5", _CHANGED_BY), window.next_change())
+                                           f"RFM {name} score, 1 to 5", _CHANGED_BY), window.next_code())
         out["rfm_r"] = (Field("rfm_r", NUMBER, self._recency_score, "RFM recency score, 1 to 5 (null "
                               "before the first order)", _CHANGED_BY), self._recency_next)
         return out
