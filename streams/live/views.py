@@ -35,9 +35,15 @@ V = TypeVar("V")
 _MISSING = object()
 
 
-key_hash = lru_cache(maxsize=1 << 15)(murmur2)
-"""murmur2 of a key, remembered for the keys seen lately: it is pure Python, and the worker
-hashes each customer's key for every record it sends."""
+REMEMBERED_KEY_BYTES = 256
+_remembered = lru_cache(maxsize=1 << 15)(murmur2)
+
+
+def key_hash(key: bytes) -> int:
+    """murmur2 of a key, remembered for the keys seen lately: it is pure Python, and the worker
+    hashes each customer's key for every record it sends. Only short keys are remembered: a
+    dead letter keeps its producer's key, which may be of any length."""
+    return _remembered(key) if len(key) <= REMEMBERED_KEY_BYTES else murmur2(key)
 
 
 def partition_of(key: str, partitions: int) -> int:

@@ -139,3 +139,9 @@ def test_the_producer_places_keys_where_kafkas_default_partitioner_does() -> Non
         assert ours(key, partitions, partitions) == kafkas(key, partitions, partitions)
         assert ours(key, partitions, partitions) == partition_of(key.decode(), len(partitions))
     assert ours(None, [0, 1, 2], [2]) == 2  # no key: an available partition
+    from streams.live import views
+
+    huge = b"k" * 100_000  # a dead letter keeps its producer's key, however long: not remembered
+    remembered = views._remembered.cache_info().currsize
+    assert ours(huge, list(range(7)), []) == kafkas(huge, list(range(7)), [])
+    assert views._remembered.cache_info().currsize == remembered
